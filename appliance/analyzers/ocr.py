@@ -1,0 +1,230 @@
+"""Text detection and recognition (PP-OCRv4 det + rec) on the project's own ONNX layer.
+
+``TextDetector`` finds text boxes with the DB (differentiable binarisation) detector;
+``TextRecognizer`` reads line crops with the CTC recogniser and keeps, for every output
+character, the top alternatives so plate and container grammars can correct confusions with
+evidence. ``OcrEngine`` chains them. Images are BGR ``uint8`` arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from appliance.errors import FrameError, ModelError
+from appliance.inference.session import OnnxModel
+from appliance.inference.store import ModelStore
+from appliance.reads import BBox, TextLine
+
+log = logging.getLogger(__name__)
+
+Quad = np.ndarray  # float32 [4, 2], clockwise from top-left
+
+
+def check_image(image: object, where: str) -> np.ndarray:
+    """The image as a BGR uint8 array, or a FrameError saying what is wrong with it."""
+    if not isinstance(image, np.ndarray):
+        raise FrameError(f"{where}: expected an image array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise FrameError(f"{where}: expected uint8 pixels, got {image.dtype}")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.shape[0] < 4 or image.shape[1] < 4:
+        raise FrameError(f"{where}: expected an HxWx3 image of at least 4x4, got shape {image.shape}")
+    if image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    max_side: int = 960  # longer image side fed to the detector (multiple of 32)
+    binarize: float = 0.3
+    box_threshold: float = 0.5
+    unclip_ratio: float = 1.6
+    max_candidates: int = 300
+    min_size: int = 3
+
+
+class TextDetector:
+    """PP-OCR DB text detector: image -> quadrilaterals around text lines."""
+
+    def __init__(self, model: OnnxModel, settings: DetectorSettings | None = None):
+        self.model = model
+        self.settings = settings or DetectorSettings()
+        pre = model.manifest.preprocess
+        self._mean = np.array(pre.get("mean", [0.5, 0.5, 0.5]), dtype=np.float32)
+        self._std = np.array(pre.get("std", [0.5, 0.5, 0.5]), dtype=np.float32)
+
+    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Quad]:
+        image = check_image(image, "text detector")
+        h, w = image.shape[:2]
+        limit = max_side or self.settings.max_side
+        ratio = min(1.0, limit / max(h, w))
+        rh = max(32, int(round(h * ratio / 32)) * 32)
+        rw = max(32, int(round(w * ratio / 32)) * 32)
+        resized = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
+        x = (resized.astype(np.float32) / 255.0 - self._mean) / self._std
+        x = x.transpose(2, 0, 1)[None]
+        prob = self.model.run({self.model.input_names[0]: x})[0][0, 0]
+        return self._boxes(prob, w / rw, h / rh, (w, h))
+
+    def _boxes(self, prob: np.ndarray, sx: float, sy: float, size: tuple[int, int]) -> list[Quad]:
+        s = self.settings
+        bitmap = (prob > s.binarize).astype(np.uint8)
+        bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
+        contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        quads: list[Quad] = []
+        for contour in contours[: s.max_candidates]:
+            rect = cv2.minAreaRect(contour)
+            if min(rect[1]) < s.min_size:
+                continue
+            if _box_score(prob, contour) < s.box_threshold:
+                continue
+            (cx, cy), (rw, rh), angle = rect
+            area, perimeter = rw * rh, 2 * (rw + rh)
+            d = area * s.unclip_ratio / max(perimeter, 1e-6)
+            grown = ((cx, cy), (rw + 2 * d, rh + 2 * d), angle)
+            if min(grown[1]) < s.min_size + 2:
+                continue
+            quad = _order_clockwise(cv2.boxPoints(grown))
+            quad[:, 0] = np.clip(quad[:, 0] * sx, 0, size[0] - 1)
+            quad[:, 1] = np.clip(quad[:, 1] * sy, 0, size[1] - 1)
+            quads.append(quad.astype(np.float32))
+        # Reading order: top to bottom, then left to right.
+        quads.sort(key=lambda q: (round(float(q[:, 1].min()) / 10), float(q[:, 0].min())))
+        return quads
+
+
+def _box_score(prob: np.ndarray, contour: np.ndarray) -> float:
+    x, y, w, h = cv2.boundingRect(contour)
+    mask = np.zeros((h, w), dtype=np.uint8)
+    cv2.fillPoly(mask, [contour.reshape(-1, 2) - [x, y]], 1)
+    return float(cv2.mean(prob[y : y + h, x : x + w], mask)[0])
+
+
+def _order_clockwise(pts: np.ndarray) -> np.ndarray:
+    pts = pts[np.argsort(pts[:, 0])]
+    left, right = pts[:2], pts[2:]
+    tl, bl = left[np.argsort(left[:, 1])]
+    tr, br = right[np.argsort(right[:, 1])]
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+def crop_quad(image: np.ndarray, quad: Quad) -> np.ndarray:
+    """Rectify the quadrilateral to an upright crop; tall crops are turned to read left-right."""
+    width = int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3])))
+    height = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
+    width, height = max(width, 1), max(height, 1)
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
+    crop = cv2.warpPerspective(image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    if height >= 1.5 * width:
+        crop = np.rot90(crop)
+    return np.ascontiguousarray(crop)
+
+
+@dataclass(frozen=True)
+class Recognition:
+    text: str
+    confidence: float
+    alternatives: tuple[tuple[tuple[str, float], ...], ...]
+
+
+class TextRecognizer:
+    """PP-OCR CTC recogniser: line crops -> text with per-character alternatives."""
+
+    def __init__(self, model: OnnxModel, top_k: int = 3, max_width: int = 640):
+        self.model = model
+        self.top_k = top_k
+        self.max_width = max_width
+        key = model.manifest.charset_metadata_key or "character"
+        chars = model.metadata().get(key)
+        if not chars:
+            raise ModelError(f"{model.path}: recogniser has no charset in its metadata key {key!r}")
+        self.charset = ["blank", *chars.splitlines(), " "]
+        classes = model.manifest.outputs[0].shape[-1]
+        if isinstance(classes, int) and classes != len(self.charset):
+            raise ModelError(
+                f"{model.path}: charset has {len(self.charset)} classes, output has {classes}"
+            )
+        self.height = int(model.manifest.preprocess.get("height", 48))
+
+    def _prepare(self, crop: np.ndarray, width: int) -> np.ndarray:
+        h, w = crop.shape[:2]
+        new_w = min(width, max(8, int(math.ceil(self.height * w / max(h, 1)))))
+        resized = cv2.resize(crop, (new_w, self.height), interpolation=cv2.INTER_LINEAR)
+        x = resized.astype(np.float32).transpose(2, 0, 1) / 255.0
+        x = (x - 0.5) / 0.5
+        out = np.zeros((3, self.height, width), dtype=np.float32)
+        out[:, :, :new_w] = x
+        return out
+
+    def recognize(self, crops: list[np.ndarray], batch: int = 8) -> list[Recognition]:
+        if not crops:
+            return []
+        crops = [check_image(c, "text recogniser") for c in crops]
+        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / max(crops[i].shape[0], 1))
+        results: list[Recognition | None] = [None] * len(crops)
+        for start in range(0, len(order), batch):
+            idx = order[start : start + batch]
+            ratio = max(crops[i].shape[1] / max(crops[i].shape[0], 1) for i in idx)
+            width = int(min(self.max_width, max(64, math.ceil(self.height * ratio / 8) * 8)))
+            x = np.stack([self._prepare(crops[i], width) for i in idx])
+            probs = self.model.run({self.model.input_names[0]: x})[0]
+            for j, i in enumerate(idx):
+                results[i] = self._decode(probs[j])
+        return [r for r in results if r is not None]
+
+    def _decode(self, probs: np.ndarray) -> Recognition:
+        best = probs.argmax(axis=1)
+        chars: list[str] = []
+        confs: list[float] = []
+        alts: list[tuple[tuple[str, float], ...]] = []
+        previous = -1
+        for t, cls in enumerate(best):
+            if cls != 0 and cls != previous:
+                row = probs[t]
+                top = np.argpartition(row, -self.top_k)[-self.top_k :]
+                top = top[np.argsort(row[top])[::-1]]
+                chars.append(self.charset[cls])
+                confs.append(float(row[cls]))
+                alts.append(tuple((self.charset[k], float(row[k])) for k in top if k != 0))
+            previous = int(cls)
+        confidence = float(np.mean(confs)) if confs else 0.0
+        return Recognition("".join(chars), min(max(confidence, 0.0), 1.0), tuple(alts))
+
+
+class OcrEngine:
+    """Detector + recogniser: image -> text lines in reading order."""
+
+    def __init__(self, detector: TextDetector, recognizer: TextRecognizer, min_confidence: float = 0.3):
+        self.detector = detector
+        self.recognizer = recognizer
+        self.min_confidence = min_confidence
+
+    @classmethod
+    def from_store(cls, store: ModelStore | None = None, intra_op_threads: int = 1) -> OcrEngine:
+        from appliance.inference.session import SessionOptions
+
+        store = store or ModelStore()
+        options = SessionOptions(intra_op_threads=intra_op_threads)
+        det = store.open("ocr", "ppocrv4-det", options=options)
+        rec = store.open("ocr", "ppocrv4-rec", options=options)
+        return cls(TextDetector(det), TextRecognizer(rec))
+
+    def read(self, image: np.ndarray, max_side: int | None = None) -> list[TextLine]:
+        image = check_image(image, "OCR")
+        quads = self.detector.detect(image, max_side=max_side)
+        crops = [crop_quad(image, q) for q in quads]
+        lines = []
+        for quad, rec in zip(quads, self.recognizer.recognize(crops), strict=True):
+            if not rec.text or rec.confidence < self.min_confidence:
+                continue
+            points = tuple((float(px), float(py)) for px, py in quad)
+            lines.append(TextLine(rec.text, rec.confidence, BBox.from_points(list(points)), points, rec.alternatives))
+        return lines
