@@ -30,10 +30,10 @@ class BBox:
     def scaled(self, factor: float, dx: int = 0, dy: int = 0) -> BBox:
         """This box multiplied by ``factor`` then shifted by (dx, dy)."""
         return BBox(
-            int(round(self.x * factor)) + dx,
-            int(round(self.y * factor)) + dy,
-            int(round(self.w * factor)),
-            int(round(self.h * factor)),
+            round(self.x * factor) + dx,
+            round(self.y * factor) + dy,
+            round(self.w * factor),
+            round(self.h * factor),
         )
 
     @staticmethod

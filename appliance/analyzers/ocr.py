@@ -65,8 +65,8 @@ class TextDetector:
         h, w = image.shape[:2]
         limit = max_side or self.settings.max_side
         ratio = min(1.0, limit / max(h, w))
-        rh = max(32, int(round(h * ratio / 32)) * 32)
-        rw = max(32, int(round(w * ratio / 32)) * 32)
+        rh = max(32, round(h * ratio / 32) * 32)
+        rw = max(32, round(w * ratio / 32) * 32)
         resized = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
         x = (resized.astype(np.float32) / 255.0 - self._mean) / self._std
         x = x.transpose(2, 0, 1)[None]
@@ -156,7 +156,7 @@ class TextRecognizer:
 
     def _prepare(self, crop: np.ndarray, width: int) -> np.ndarray:
         h, w = crop.shape[:2]
-        new_w = min(width, max(8, int(math.ceil(self.height * w / max(h, 1)))))
+        new_w = min(width, max(8, math.ceil(self.height * w / max(h, 1))))
         resized = cv2.resize(crop, (new_w, self.height), interpolation=cv2.INTER_LINEAR)
         x = resized.astype(np.float32).transpose(2, 0, 1) / 255.0
         x = (x - 0.5) / 0.5

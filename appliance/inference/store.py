@@ -87,7 +87,9 @@ class ModelStore:
         log.info("prepared model %s/%s v%s", ref.task, ref.name, ref.version)
         return target
 
-    def open(self, task: str, name: str, version: str | None = None, options: SessionOptions | None = None) -> OnnxModel:
+    def open(
+        self, task: str, name: str, version: str | None = None, options: SessionOptions | None = None
+    ) -> OnnxModel:
         """Open a verified session; falls back to the packaged file when not yet prepared."""
         ref = self.get(task, name, version)
         path = ref.file

@@ -1,0 +1,259 @@
+"""The appliance's configuration: one pydantic tree, loaded once at start-up.
+
+Every model forbids unknown keys (a typo must not silently disable a check) and every field is
+described. ``load_config`` reports each problem with the YAML line it comes from, so
+``appliance check-config FILE`` tells an operator exactly what to fix, and a bad config never
+starts a half-working appliance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from appliance.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(Strict):
+    gate: str = Field(
+        description="UN/LOCODE-style code of the gate, e.g. VNHNG (Hữu Nghị).",
+        pattern=r"^[A-Z]{2}[A-Z0-9]{3}$",
+    )
+    name: str = Field(default="", description="Human name of the gate, shown in the UI.")
+    box_id: str = Field(description="Identifier of this edge box, unique within the gate.")
+
+
+SourceRole = Literal["front", "rear", "side", "kiosk", "seal"]
+
+
+class _SourceBase(Strict):
+    id: str = Field(description="Source name, unique within the lane.", pattern=r"^[a-z0-9_-]+$")
+    role: SourceRole = Field(
+        description="What the source looks at: front (tractor plate / IGV id), rear (trailer "
+        "plate, container doors, seal), side (container side), kiosk (declaration documents), "
+        "seal (seal close-up)."
+    )
+
+
+class VideoFileSourceConfig(_SourceBase):
+    type: Literal["video_file"]
+    path: Path = Field(description="Video file (resolved relative to the config file).")
+    start_time: float | None = Field(
+        default=None, description="Epoch seconds of frame 0; default: the file's modification time."
+    )
+    realtime: bool = Field(default=False, description="Pace reading to the video clock.")
+
+
+class StreamSourceConfig(_SourceBase):
+    type: Literal["stream"]
+    url: str = Field(description="rtsp://, http:// or https:// URL read through OpenCV's FFmpeg backend.")
+
+
+class UsbSourceConfig(_SourceBase):
+    type: Literal["usb"]
+    device: int = Field(ge=0, description="V4L2 device index (/dev/videoN).")
+
+
+class FolderSourceConfig(_SourceBase):
+    type: Literal["folder"]
+    path: Path = Field(description="Folder where a scanner or kiosk drops images.")
+    follow: bool = Field(default=True, description="Keep watching for new files (False: drain and stop).")
+
+
+SourceConfig = Annotated[
+    VideoFileSourceConfig | StreamSourceConfig | UsbSourceConfig | FolderSourceConfig,
+    Field(discriminator="type"),
+]
+
+
+class AssemblyConfig(Strict):
+    close_after_idle_s: float = Field(
+        default=1.5, gt=0, description="Close a crossing after this long with no motion on any source."
+    )
+    analyze_fps: float = Field(
+        default=5.0, gt=0, description="Most frames per second per source sent to the readers."
+    )
+    max_crossing_s: float = Field(
+        default=120.0, gt=0, description="Close a crossing that lasts longer than this (stuck vehicle)."
+    )
+
+
+class LaneConfig(Strict):
+    id: str = Field(description="Lane name, unique on this box.", pattern=r"^[a-z0-9_-]+$")
+    kind: Literal["cargo", "passenger"] = Field(default="cargo", description="Kind of lane.")
+    sources: list[SourceConfig] = Field(min_length=1, description="Cameras and scanners of this lane.")
+    assembly: AssemblyConfig = Field(default_factory=AssemblyConfig)
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> LaneConfig:
+        ids = [s.id for s in self.sources]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"source ids must be unique within a lane, repeated: {dupes}")
+        return self
+
+
+class PlatesConfig(Strict):
+    enabled: bool = Field(default=True, description="Read licence plates.")
+    detector_max_side: int = Field(default=960, ge=320, le=2048, description="Text detector input size.")
+
+
+class ContainersConfig(Strict):
+    enabled: bool = Field(default=True, description="Read ISO 6346 container numbers.")
+
+
+class SealsConfig(Strict):
+    enabled: bool = Field(default=True, description="Read seal serials and presence.")
+    serial_pattern: str = Field(
+        default=r"^[A-Z]{2,4}\d{6,8}$", description="Regular expression a seal serial must match."
+    )
+
+
+class CodesConfig(Strict):
+    enabled: bool = Field(default=True, description="Decode QR codes and 1-D barcodes.")
+    max_payload_bytes: int = Field(default=4096, ge=16, description="Larger payloads are dropped.")
+
+
+class AnalyzersConfig(Strict):
+    plates: PlatesConfig = Field(default_factory=PlatesConfig)
+    containers: ContainersConfig = Field(default_factory=ContainersConfig)
+    seals: SealsConfig = Field(default_factory=SealsConfig)
+    codes: CodesConfig = Field(default_factory=CodesConfig)
+    ocr_threads: int = Field(default=1, ge=1, le=64, description="ONNX Runtime threads per model.")
+
+
+class VerdictConfig(Strict):
+    plate_min_confidence: float = Field(default=0.6, ge=0, le=1, description="Below: REVIEW.")
+    container_min_confidence: float = Field(default=0.6, ge=0, le=1, description="Below: REVIEW.")
+    seal_min_confidence: float = Field(default=0.5, ge=0, le=1, description="Below: REVIEW.")
+    require_declaration: bool = Field(default=True, description="No declaration scanned: REVIEW.")
+    plate_mismatch: Literal["HOLD", "REVIEW"] = Field(
+        default="HOLD", description="Verdict when the read plate differs from the manifest."
+    )
+
+
+class ManifestConfig(Strict):
+    file: Path | None = Field(
+        default=None, description="Pre-arrival manifest JSON file (until central pushes them)."
+    )
+
+
+class StorageConfig(Strict):
+    path: Path = Field(default=Path("var/appliance.db"), description="SQLite database file.")
+    evidence_dir: Path = Field(default=Path("var/evidence"), description="Evidence crops, named by sha256.")
+
+
+class WebConfig(Strict):
+    host: str = Field(default="127.0.0.1", description="Address the web UI listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port of the web UI.")
+
+
+class ModelsConfig(Strict):
+    root: Path | None = Field(default=None, description="Model store folder; default: the project's models/.")
+
+
+class AppConfig(Strict):
+    site: SiteConfig
+    lanes: list[LaneConfig] = Field(min_length=1)
+    analyzers: AnalyzersConfig = Field(default_factory=AnalyzersConfig)
+    verdicts: VerdictConfig = Field(default_factory=VerdictConfig)
+    manifest: ManifestConfig = Field(default_factory=ManifestConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+
+    @model_validator(mode="after")
+    def _unique_lanes(self) -> AppConfig:
+        ids = [lane.id for lane in self.lanes]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"lane ids must be unique, got {ids}")
+        return self
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (the deepest existing parent if not found)."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for key in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == key:
+                    child = v
+                    line = k.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            child = node.value[key]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
+
+
+def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
+    """Relative paths in the config are relative to the config file's folder."""
+
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else base / p
+
+    data: dict[str, Any] = cfg.model_dump()
+    for lane in data["lanes"]:
+        for src in lane["sources"]:
+            if "path" in src:
+                src["path"] = fix(src["path"])
+    data["manifest"]["file"] = fix(data["manifest"]["file"]) if data["manifest"]["file"] else None
+    data["storage"]["path"] = fix(data["storage"]["path"])
+    data["storage"]["evidence_dir"] = fix(data["storage"]["evidence_dir"])
+    if data["models"]["root"]:
+        data["models"]["root"] = fix(data["models"]["root"])
+    return AppConfig.model_validate(data)
+
+
+def parse_config(text: str, where: str = "<config>", base: Path | None = None) -> AppConfig:
+    """Validate YAML text; raise ConfigError listing every problem as ``where:LINE: field: message``."""
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: the config must be a YAML mapping with site: and lanes:")
+    try:
+        cfg = AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+            line = _line_of(node, loc)
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (typo? see the schema with `appliance check-config --schema`)"
+            lines.append(f"{where}:{line}: {field}: {msg}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
+    return _resolve_paths(cfg, base) if base is not None else cfg
+
+
+_UNION_TAGS = {"video_file", "stream", "usb", "folder"}
+
+
+def load_config(path: Path) -> AppConfig:
+    """Read and validate the config file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
+    return parse_config(text, where=str(path), base=path.resolve().parent)

@@ -1,0 +1,129 @@
+"""Verdict rules: a crossing against the pre-arrival manifest -> CLEAR / REVIEW / HOLD.
+
+Each rule adds machine-readable reasons; the verdict is the most severe reason, CLEAR when
+there is none. HOLD means the evidence contradicts the manifest (stop the vehicle); REVIEW
+means the lane could not establish something (an inspector must look).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from appliance.config import VerdictConfig
+from appliance.lanes.crossing import Crossing, FieldResult
+from appliance.verdicts.manifest import ManifestEntry, ManifestIndex, plate_key
+
+Decision = Literal["CLEAR", "REVIEW", "HOLD"]
+_RANK = {"CLEAR": 0, "REVIEW": 1, "HOLD": 2}
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    severity: Literal["REVIEW", "HOLD"]
+    field: str = ""
+    read: str | None = None
+    expected: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reasons: tuple[Reason, ...]
+    declaration: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "decision": self.decision,
+            "declaration": self.declaration,
+            "reasons": [r.__dict__ for r in self.reasons],
+        }
+
+
+def _find_entry(crossing: Crossing, index: ManifestIndex, reasons: list[Reason]) -> ManifestEntry | None:
+    for number in crossing.declarations:
+        entry = index.by_declaration(number)
+        if entry is not None:
+            return entry
+    if crossing.declarations:
+        reasons.append(Reason("declaration_not_in_manifest", "HOLD", "declaration", crossing.declarations[0]))
+        return None
+    for found in (crossing.tractor_plate, crossing.trailer_plate):
+        if found is not None and (entry := index.by_plate(found.value)) is not None:
+            return entry
+    if crossing.fleet_id is not None and (entry := index.by_fleet_id(crossing.fleet_id.value)) is not None:
+        return entry
+    for container in crossing.containers:
+        if (entry := index.by_container(container.value)) is not None:
+            return entry
+    return None
+
+
+def _check_plate(name: str, read: FieldResult | None, expected: str | None, cfg: VerdictConfig) -> list[Reason]:
+    if not expected:
+        return []
+    if read is None:
+        return [Reason(f"{name}_unread", "REVIEW", name, None, expected)]
+    if plate_key(read.value) != plate_key(expected):
+        return [Reason(f"{name}_mismatch", cfg.plate_mismatch, name, read.value, expected)]
+    if read.confidence < cfg.plate_min_confidence:
+        return [Reason(f"{name}_low_confidence", "REVIEW", name, read.value, expected)]
+    return []
+
+
+def _check_containers(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConfig) -> list[Reason]:
+    reasons: list[Reason] = []
+    read = {c.value: c for c in crossing.containers}
+    declared = [c.number for c in entry.containers]
+    for number in declared:
+        if number in read:
+            if read[number].confidence < cfg.container_min_confidence:
+                reasons.append(Reason("container_low_confidence", "REVIEW", "container", number, number))
+        elif number in crossing.container_candidates:
+            reasons.append(Reason("container_ambiguous", "REVIEW", "container", None, number))
+        elif not read:
+            reasons.append(Reason("container_unread", "REVIEW", "container", None, number))
+    for number in read:
+        if number not in declared:
+            reasons.append(Reason("container_mismatch", "HOLD", "container", number, ",".join(declared) or None))
+    return reasons
+
+
+def _check_seals(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConfig) -> list[Reason]:
+    if not entry.seals:
+        return []
+    declared = ",".join(entry.seals)
+    seal = crossing.seal
+    if seal.present is False:
+        return [Reason("seal_missing", "HOLD", "seal", None, declared)]
+    if seal.serial is None:
+        return [Reason("seal_unread", "REVIEW", "seal", None, declared)]
+    if seal.serial.value not in entry.seals:
+        return [Reason("seal_mismatch", "HOLD", "seal", seal.serial.value, declared)]
+    if seal.serial.confidence < cfg.seal_min_confidence:
+        return [Reason("seal_low_confidence", "REVIEW", "seal", seal.serial.value, declared)]
+    return []
+
+
+def decide(crossing: Crossing, index: ManifestIndex, cfg: VerdictConfig) -> Verdict:
+    """Apply every rule and return the verdict with all its reasons."""
+    reasons: list[Reason] = []
+    if not crossing.declarations and cfg.require_declaration:
+        reasons.append(Reason("declaration_unread", "REVIEW", "declaration"))
+    entry = _find_entry(crossing, index, reasons)
+    if entry is None:
+        if not any(r.code == "declaration_not_in_manifest" for r in reasons):
+            reasons.append(Reason("no_manifest_entry", "HOLD", "manifest"))
+    else:
+        reasons += _check_plate("tractor_plate", crossing.tractor_plate, entry.tractor_plate, cfg)
+        reasons += _check_plate("trailer_plate", crossing.trailer_plate, entry.trailer_plate, cfg)
+        if entry.fleet_id:
+            reasons += _check_plate("fleet_id", crossing.fleet_id, entry.fleet_id, cfg)
+        reasons += _check_containers(crossing, entry, cfg)
+        reasons += _check_seals(crossing, entry, cfg)
+    decision: Decision = "CLEAR"
+    for reason in reasons:
+        if _RANK[reason.severity] > _RANK[decision]:
+            decision = reason.severity
+    return Verdict(decision, tuple(reasons), entry.declaration if entry else None)
