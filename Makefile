@@ -1,0 +1,38 @@
+# The two commands of the README:
+#   make demo   - set up (system packages, venv, models) and run the appliance on the simulated gate,
+#                 web UI on http://127.0.0.1:8080
+#   make test   - set up and run the test suite
+VENV := .venv
+STAMP := $(VENV)/.setup-done
+export ORT_DISABLE_TELEMETRY := 1
+export YOLO_OFFLINE := 1
+
+.PHONY: demo test setup lint eval bench clean
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/appliance demo --workdir var/demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check appliance tests
+	$(VENV)/bin/mypy appliance
+
+eval: $(STAMP)
+	$(VENV)/bin/appliance eval qr --data ../shared/eval/qr --json var/eval-qr.json
+	$(VENV)/bin/appliance eval plates --data ../shared/eval/plates --json var/eval-plates.json
+	$(VENV)/bin/appliance eval containers --data ../shared/eval/containers --json var/eval-containers.json
+	$(VENV)/bin/appliance eval sim --vehicles 200 --seed 2026 --json var/eval-sim.json
+
+bench: $(STAMP)
+	$(VENV)/bin/appliance bench lane
+
+clean:
+	rm -rf var/demo

@@ -1,0 +1,145 @@
+"""Boot order of the appliance, top to bottom: config -> store -> manifest -> readers -> lanes -> web.
+
+``run_appliance`` runs a config; ``run_demo`` simulates a lane first and runs the appliance on
+it. Each ``init_*``/``start_*`` step does one thing and fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.config import AppConfig, LaneConfig, load_config
+from appliance.ingest.frames import Frame
+from appliance.ingest.motion import MotionGate
+from appliance.ingest.runner import merge_by_time
+from appliance.ingest.sources import Source, open_source
+from appliance.lanes.analysis import FrameAnalyzer, Readers
+from appliance.lanes.pipeline import LanePipeline
+from appliance.store.db import Store
+from appliance.verdicts.manifest import ManifestIndex, load_manifest_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything the lanes and the web app share."""
+
+    config: AppConfig
+    store: Store
+    manifest: ManifestIndex
+    analyzer: FrameAnalyzer
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+def init_store(config: AppConfig) -> Store:
+    return Store(config.storage.path, config.storage.evidence_dir)
+
+
+def init_manifest(config: AppConfig) -> ManifestIndex:
+    if config.manifest.file is None:
+        log.warning("no pre-arrival manifest configured: every crossing will be held (no_manifest_entry)")
+        return ManifestIndex()
+    index = ManifestIndex(load_manifest_file(config.manifest.file))
+    log.info("loaded pre-arrival manifest with %d entries", len(index))
+    return index
+
+
+def init_services(config: AppConfig) -> Services:
+    store = init_store(config)
+    manifest = init_manifest(config)
+    readers = Readers.from_config(config)
+    analyzer = FrameAnalyzer(readers, store, detector_max_side=config.analyzers.plates.detector_max_side)
+    return Services(config, store, manifest, analyzer)
+
+
+def open_lane_sources(lane: LaneConfig) -> list[Source]:
+    sources: list[Source] = []
+    for src in lane.sources:
+        params = src.model_dump(exclude={"role"})
+        kind = params.pop("type")
+        sources.append(open_source(kind, **params))
+    return sources
+
+
+def run_lane(lane: LaneConfig, services: Services, workers: int = 1, stop: threading.Event | None = None) -> None:
+    """Replay a lane's finite sources (video files, drained folders) through its pipeline."""
+    pipeline = LanePipeline(
+        lane, services.analyzer, services.manifest, services.config.verdicts, services.store, workers=workers
+    )
+    gates = {s.id: MotionGate() for s in lane.sources if s.role != "kiosk"}
+    sources = open_lane_sources(lane)
+    lane_status = services.status.setdefault("lanes", {}).setdefault(lane.id, {})
+    lane_status["state"] = "running"
+    frame: Frame
+    try:
+        for frame in merge_by_time(sources):
+            if stop is not None and stop.is_set():
+                break
+            gate = gates.get(frame.source_id)
+            moving = gate.update(frame.image).moving if gate is not None else False
+            pipeline.feed(frame, moving)
+            lane_status["last_frame_ts"] = frame.ts
+            lane_status["crossings"] = pipeline.times.crossings
+    finally:
+        pipeline.finish()
+        for source in sources:
+            source.close()
+        lane_status.update(state="finished", crossings=pipeline.times.crossings)
+
+
+def start_web(services: Services, host: str, port: int) -> threading.Thread:
+    import uvicorn
+
+    from appliance.web.app import WebServices, create_app
+
+    web = WebServices(services.store, services.config.site.gate, services.status)
+    server = uvicorn.Server(uvicorn.Config(create_app(web), host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="web", daemon=True)
+    thread.start()
+    log.info("web UI on http://%s:%d", host, port)
+    return thread
+
+
+def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = True) -> Services:
+    config = load_config(config_path)
+    services = init_services(config)
+    web = start_web(services, config.web.host, config.web.port) if serve else None
+    lanes = [
+        threading.Thread(target=run_lane, args=(lane, services), name=f"lane-{lane.id}", daemon=True)
+        for lane in config.lanes
+    ]
+    for thread in lanes:
+        thread.start()
+    for thread in lanes:
+        thread.join()
+    log.info("all lane sources ended; %s", services.store.counts())
+    if web is not None and keep_serving:
+        log.info("sources finished; still serving the web UI (Ctrl+C to stop)")
+        while web.is_alive():
+            time.sleep(1.0)
+    return services
+
+
+def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: bool = True) -> Services:
+    """Simulate a lane (once per seed) and run the appliance on it in real time with the web UI."""
+    from appliance.sim import simulate
+
+    sim_dir = workdir / f"sim-{seed}-{vehicles}"
+    if not (sim_dir / "truth.json").is_file():
+        log.info("rendering the simulated gate (%d vehicles) into %s", vehicles, sim_dir)
+        simulate(sim_dir, vehicles, seed)
+    config_path = sim_dir / "lane.yaml"
+    text = config_path.read_text(encoding="utf-8")
+    demo_path = workdir / "demo.yaml"
+    demo_path.write_text(
+        text + f"\nweb:\n  host: 127.0.0.1\n  port: {port}\nstorage:\n"
+        f"  path: {(workdir / 'appliance.db').resolve()}\n  evidence_dir: {(workdir / 'evidence').resolve()}\n",
+        encoding="utf-8",
+    )
+    return run_appliance(demo_path, serve=True, keep_serving=keep_serving)

@@ -1,0 +1,194 @@
+"""Command line: ``appliance run|demo|simulate|check-config|eval|bench|models``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from appliance.errors import ApplianceError
+
+log = logging.getLogger("appliance")
+
+EVAL_TASKS = ("qr", "plates", "containers", "sim")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from appliance.config import AppConfig, load_config
+
+    if args.schema:
+        print(json.dumps(AppConfig.model_json_schema(), indent=2, ensure_ascii=False))
+        return 0
+    if args.file is None:
+        raise ApplianceError("check-config needs a FILE (or --schema)")
+    cfg = load_config(Path(args.file))
+    sources = sum(len(lane.sources) for lane in cfg.lanes)
+    print(f"{args.file}: OK ({len(cfg.lanes)} lane(s), {sources} source(s), gate {cfg.site.gate})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from appliance.app import run_appliance
+
+    run_appliance(Path(args.config), serve=not args.no_web, keep_serving=not args.exit_when_done)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from appliance.app import run_demo
+
+    run_demo(Path(args.workdir), vehicles=args.vehicles, seed=args.seed, port=args.port,
+             keep_serving=not args.exit_when_done)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from appliance.sim import simulate
+
+    result = simulate(
+        Path(args.out), args.vehicles, args.seed, fps=args.fps, width=args.width, height=args.height,
+        gap_s=None if args.rate_per_day else args.gap_s, rate_per_day=args.rate_per_day,
+        night_share=args.night_share, mismatch_share=args.mismatch_share,
+    )
+    print(f"simulated {args.vehicles} vehicles into {args.out}: {result}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    data = Path(args.data) if args.data else None
+    if args.task == "sim":
+        from appliance.eval.sim import evaluate_sim
+
+        report = evaluate_sim(data, vehicles=args.vehicles, seed=args.seed, workers=args.workers)
+    else:
+        if data is None:
+            raise ApplianceError(f"eval {args.task} needs --data DIR (e.g. ../shared/eval/{args.task})")
+        if not data.is_dir():
+            raise ApplianceError(f"{data}: evaluation folder not found")
+        if args.task == "qr":
+            from appliance.eval.qr import evaluate_qr
+
+            report = evaluate_qr(data)
+        elif args.task == "plates":
+            from appliance.eval.plates import evaluate_plates
+
+            report = evaluate_plates(data)
+        else:
+            from appliance.eval.containers import evaluate_containers
+
+            report = evaluate_containers(data)
+    print(report.format_table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from appliance.bench.lane import bench_lane
+
+    if args.what != "lane":
+        raise ApplianceError(f"unknown benchmark {args.what!r}; available: lane")
+    print(bench_lane(seconds=args.seconds, width=args.width, height=args.height))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from appliance.inference.store import ModelStore
+
+    store = ModelStore(Path(args.root)) if args.root else ModelStore()
+    refs = store.list()
+    if args.action == "prepare":
+        for ref in refs:
+            path = store.prepare(ref)
+            print(f"ready  {ref.task}/{ref.name} v{ref.version}  {path}")
+        return 0
+    for ref in refs:
+        state = "prepared" if ref.file.is_file() else "not prepared"
+        print(f"{ref.task}/{ref.name} v{ref.version}  {ref.manifest.licence}  ({state})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appliance", description="Lane-side edge appliance for smart border gates.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the appliance on a config file")
+    p.add_argument("--config", required=True)
+    p.add_argument("--no-web", action="store_true", help="do not serve the web UI")
+    p.add_argument("--exit-when-done", action="store_true", help="exit when finite sources end")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="simulate a lane and run the appliance on it, with the web UI")
+    p.add_argument("--workdir", default="var/demo")
+    p.add_argument("--vehicles", type=int, default=12)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--exit-when-done", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulate", help="render a simulated lane with ground truth")
+    p.add_argument("--out", required=True)
+    p.add_argument("--vehicles", type=int, default=20)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--fps", type=float, default=5.0)
+    p.add_argument("--width", type=int, default=1920)
+    p.add_argument("--height", type=int, default=1080)
+    p.add_argument("--gap-s", type=float, default=2.0, help="idle seconds between vehicles")
+    p.add_argument("--rate-per-day", type=float, default=None, help="e.g. 3500 (Hữu Nghị's 2030 target)")
+    p.add_argument("--night-share", type=float, default=0.3)
+    p.add_argument("--mismatch-share", type=float, default=0.2)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("file", nargs="?")
+    p.add_argument("--schema", action="store_true", help="print the JSON schema")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("eval", help="measure accuracy on a labelled folder")
+    p.add_argument("task", choices=EVAL_TASKS)
+    p.add_argument("--data", help="folder in the ../shared/eval format (sim: a simulated lane, or none)")
+    p.add_argument("--json", help="write the summary as JSON")
+    p.add_argument("--vehicles", type=int, default=200, help="sim: vehicles to simulate")
+    p.add_argument("--seed", type=int, default=2026, help="sim: seed")
+    p.add_argument("--workers", type=int, default=2, help="sim: analysis threads")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="speed and memory benchmarks")
+    p.add_argument("what", choices=["lane"])
+    p.add_argument("--seconds", type=float, default=20.0, help="length of the simulated video")
+    p.add_argument("--width", type=int, default=1920)
+    p.add_argument("--height", type=int, default=1080)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("models", help="list or prepare the model store")
+    p.add_argument("action", choices=["list", "prepare"])
+    p.add_argument("--root", help="model store folder (default: the project's models/)")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return int(args.func(args))
+    except ApplianceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Per-frame analysis: the readers a source's role calls for, run on one frame.
+
+The costly part is the text detector, so a camera frame is OCR'd once and its text lines are
+shared by the plate, container, seal and fleet-ID readers. Kiosk/scanner images only go to the
+code reader. Each read becomes an ``Observation`` with an evidence crop stored by its hash.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from appliance.analyzers.codes import CodeReader
+from appliance.analyzers.containers import ContainerReader
+from appliance.analyzers.ocr import OcrEngine
+from appliance.analyzers.payloads import parse_declaration
+from appliance.analyzers.plates import PlateReader
+from appliance.analyzers.seals import SealReader
+from appliance.config import AppConfig
+from appliance.ingest.frames import Frame
+from appliance.inference.store import ModelStore
+from appliance.reads import BBox, FleetIdRead, Observation, Read, TextLine
+from appliance.store.db import Store
+
+log = logging.getLogger(__name__)
+
+_FLEET_ID = re.compile(r"^(IGV|AGV)[-_ ]?(\d{2,4})$")
+
+
+def read_fleet_ids(lines: list[TextLine]) -> tuple[FleetIdRead, ...]:
+    """Painted IDs of driverless vehicles (``IGV-07``) among the text lines of a frame."""
+    found = []
+    for line in lines:
+        match = _FLEET_ID.match(line.text.replace(" ", "").upper().replace("O", "0").replace("1GV", "IGV"))
+        if match:
+            found.append(FleetIdRead(f"{match[1]}-{match[2]}", line.confidence, line.bbox))
+    return tuple(found)
+
+
+@dataclass
+class Readers:
+    """The readers of one appliance, shared by its lanes."""
+
+    ocr: OcrEngine
+    plates: PlateReader | None
+    containers: ContainerReader | None
+    seals: SealReader | None
+    codes: CodeReader | None
+
+    @classmethod
+    def from_config(cls, config: AppConfig) -> Readers:
+        store = ModelStore(config.models.root) if config.models.root else ModelStore()
+        ocr = OcrEngine.from_store(store, intra_op_threads=config.analyzers.ocr_threads)
+        a = config.analyzers
+        codes = CodeReader(max_payload_bytes=a.codes.max_payload_bytes) if a.codes.enabled else None
+        return cls(
+            ocr=ocr,
+            plates=PlateReader(ocr) if a.plates.enabled else None,
+            containers=ContainerReader(ocr) if a.containers.enabled else None,
+            seals=SealReader(ocr, codes or CodeReader(), serial_pattern=a.seals.serial_pattern)
+            if a.seals.enabled
+            else None,
+            codes=codes,
+        )
+
+
+def crop_jpeg(image: np.ndarray, bbox: BBox | None, margin: float = 0.25) -> bytes | None:
+    """A JPEG of the box plus a margin, for the inspector's evidence view."""
+    if bbox is None or bbox.w <= 0 or bbox.h <= 0:
+        return None
+    h, w = image.shape[:2]
+    mx, my = int(bbox.w * margin) + 4, int(bbox.h * margin) + 4
+    x0, y0 = max(0, bbox.x - mx), max(0, bbox.y - my)
+    x1, y1 = min(w, bbox.x + bbox.w + mx), min(h, bbox.y + bbox.h + my)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    ok, buf = cv2.imencode(".jpg", image[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return buf.tobytes() if ok else None
+
+
+class FrameAnalyzer:
+    """Runs the role's readers on a frame and stores one evidence crop per read."""
+
+    def __init__(self, readers: Readers, store: Store | None, detector_max_side: int = 960):
+        self.readers = readers
+        self.store = store
+        self.detector_max_side = detector_max_side
+
+    def reads_for(self, role: str, image: np.ndarray) -> list[Read]:
+        r = self.readers
+        reads: list[Read] = []
+        if role == "kiosk":
+            # Only declaration numbers are kept: other payloads (e.g. citizen-ID QR) are personal data.
+            for code in r.codes.read(image) if r.codes else ():
+                declaration = parse_declaration(code.text)
+                if declaration is not None:
+                    reads.append(declaration)
+            return reads
+        lines = r.ocr.read(image, max_side=self.detector_max_side)
+        if r.plates:
+            reads += r.plates.read(image, lines=lines)
+        if role == "front":
+            reads += read_fleet_ids(lines)
+            return reads
+        if r.containers:
+            reads += r.containers.read(image, lines=lines)
+        if r.seals:
+            reads += r.seals.read(image, lines=lines)
+        return reads
+
+    def analyze(self, role: str, frame: Frame) -> list[Observation]:
+        observations = []
+        for read in self.reads_for(role, frame.image):
+            sha = None
+            if self.store is not None:
+                data = crop_jpeg(frame.image, getattr(read, "bbox", None))
+                if data is not None:
+                    sha = self.store.put_evidence(data)
+            observations.append(Observation(frame.source_id, frame.ts, read, sha))
+        return observations

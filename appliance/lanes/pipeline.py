@@ -1,0 +1,142 @@
+"""One lane's processing: motion gate -> readers (in a thread pool) -> assembly -> verdict -> store.
+
+``LanePipeline.feed`` takes frames in time order, from a live runner or from a file replay.
+Analysis runs in worker threads (ONNX Runtime and OpenCV release the GIL) but results are fed
+to the assembler in frame order, so a replay is deterministic whatever the thread timing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from appliance.config import LaneConfig, VerdictConfig
+from appliance.ingest.frames import Frame
+from appliance.lanes.analysis import FrameAnalyzer
+from appliance.lanes.assembly import LaneAssembler
+from appliance.lanes.crossing import Crossing
+from appliance.reads import Observation
+from appliance.store.db import Store
+from appliance.verdicts.manifest import ManifestIndex
+from appliance.verdicts.rules import Verdict, decide
+
+log = logging.getLogger(__name__)
+
+CAMERA_ROLES = {"front", "rear", "side", "seal"}
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage, for `appliance bench lane` and the status API."""
+
+    analysis_s: float = 0.0
+    analysed_frames: int = 0
+    skipped_frames: int = 0
+    crossings: int = 0
+    by_stage: dict[str, float] = field(default_factory=dict)
+
+
+class LanePipeline:
+    def __init__(
+        self,
+        lane: LaneConfig,
+        analyzer: FrameAnalyzer,
+        manifest: ManifestIndex,
+        verdicts: VerdictConfig,
+        store: Store | None,
+        workers: int = 1,
+        on_crossing: Callable[[Crossing, Verdict], None] | None = None,
+    ):
+        self.lane = lane
+        self.roles = {s.id: s.role for s in lane.sources}
+        cameras = [s.id for s in lane.sources if s.role in CAMERA_ROLES]
+        self.assembler = LaneAssembler(lane.id, lane.assembly, cameras)
+        self.analyzer = analyzer
+        self.manifest = manifest
+        self.verdicts = verdicts
+        self.store = store
+        self.on_crossing = on_crossing
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"lane-{lane.id}")
+        self.max_in_flight = max(1, workers * 2)
+        self._in_flight: deque[tuple[Frame, bool, Future[list[Observation]] | None]] = deque()
+        self._last_motion: dict[str, float] = {}
+        self._last_analysed: dict[str, float] = {}
+        self.times = StageTimes()
+        self.results: list[tuple[Crossing, Verdict]] = []
+
+    def _wants_analysis(self, frame: Frame, moving: bool) -> bool:
+        role = self.roles.get(frame.source_id)
+        if role == "kiosk":
+            return True
+        if moving:
+            self._last_motion[frame.source_id] = frame.ts
+        last = self._last_motion.get(frame.source_id)
+        if last is None or frame.ts - last > self.lane.assembly.close_after_idle_s:
+            return False
+        period = 1.0 / self.lane.assembly.analyze_fps
+        previous = self._last_analysed.get(frame.source_id)
+        if previous is not None and frame.ts - previous < period * 0.999:
+            return False
+        self._last_analysed[frame.source_id] = frame.ts
+        return True
+
+    def _analyze(self, frame: Frame) -> list[Observation]:
+        started = time.perf_counter()
+        try:
+            return self.analyzer.analyze(self.roles[frame.source_id], frame)
+        except Exception:
+            # One bad frame must not stop the lane; the frame is logged and skipped.
+            log.exception("lane %s: analysis failed on %s frame %d", self.lane.id, frame.source_id, frame.index)
+            return []
+        finally:
+            self.times.analysis_s += time.perf_counter() - started
+
+    def feed(self, frame: Frame, moving: bool) -> list[tuple[Crossing, Verdict]]:
+        """Give the lane one frame (in time order) and the motion gate's answer for it."""
+        if frame.source_id not in self.roles:
+            raise KeyError(f"lane {self.lane.id}: unknown source {frame.source_id!r}")
+        future = None
+        if self._wants_analysis(frame, moving):
+            future = self.pool.submit(self._analyze, frame)
+            self.times.analysed_frames += 1
+        else:
+            self.times.skipped_frames += 1
+        # Keep the pixels only while analysis needs them.
+        self._in_flight.append((frame, moving, future))
+        done: list[tuple[Crossing, Verdict]] = []
+        while len(self._in_flight) > self.max_in_flight or (self._in_flight and self._in_flight[0][2] is None):
+            done += self._retire()
+        return done
+
+    def _retire(self) -> list[tuple[Crossing, Verdict]]:
+        frame, moving, future = self._in_flight.popleft()
+        role = self.roles[frame.source_id]
+        closed = self.assembler.on_motion(frame.source_id, frame.ts, moving and role in CAMERA_ROLES)
+        if future is not None:
+            for obs in future.result():
+                self.assembler.add(role, obs)
+        return [self._finish(c) for c in closed]
+
+    def _finish(self, crossing: Crossing) -> tuple[Crossing, Verdict]:
+        verdict = decide(crossing, self.manifest, self.verdicts)
+        if self.store is not None:
+            self.store.save_crossing(crossing, verdict)
+        self.times.crossings += 1
+        log.info("lane %s: crossing %s closed: %s", self.lane.id, crossing.id, verdict.decision)
+        self.results.append((crossing, verdict))
+        if self.on_crossing is not None:
+            self.on_crossing(crossing, verdict)
+        return crossing, verdict
+
+    def finish(self) -> list[tuple[Crossing, Verdict]]:
+        """Drain analysis in flight and close the open crossing (end of stream / shutdown)."""
+        done: list[tuple[Crossing, Verdict]] = []
+        while self._in_flight:
+            done += self._retire()
+        done += [self._finish(c) for c in self.assembler.flush()]
+        self.pool.shutdown(wait=True)
+        return done

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from appliance.config import VerdictConfig
+from appliance.lanes.crossing import Crossing, FieldResult, SealState
+from appliance.verdicts.manifest import Manifest, ManifestContainer, ManifestEntry, ManifestIndex
+from appliance.verdicts.rules import decide
+
+ENTRY = ManifestEntry(
+    declaration="301234567890",
+    tractor_plate="12C-123.45",
+    trailer_plate="12R-014.39",
+    containers=(ManifestContainer(number="MWCU6059784", size_type="42G1"),),
+    seals=("VNH1234567",),
+)
+INDEX = ManifestIndex(Manifest(entries=(ENTRY,)))
+CFG = VerdictConfig()
+
+
+def fr(value: str, confidence: float = 0.95) -> FieldResult:
+    return FieldResult(value, confidence, 3)
+
+
+GOOD = Crossing(
+    id="c1", lane_id="l1", started_at=0.0, ended_at=3.0,
+    tractor_plate=fr("12C-123.45"), trailer_plate=fr("12R-014.39"),
+    containers=(fr("MWCU6059784"),), seal=SealState(True, fr("VNH1234567")),
+    declarations=("301234567890",),
+)
+
+
+def codes(crossing: Crossing) -> set[str]:
+    return {r.code for r in decide(crossing, INDEX, CFG).reasons}
+
+
+def test_everything_matches_clears() -> None:
+    verdict = decide(GOOD, INDEX, CFG)
+    assert verdict.decision == "CLEAR"
+    assert verdict.reasons == ()
+    assert verdict.declaration == "301234567890"
+
+
+@pytest.mark.parametrize(
+    ("change", "decision", "code"),
+    [
+        ({"containers": (fr("CSQU3054383"),)}, "HOLD", "container_mismatch"),
+        ({"containers": ()}, "REVIEW", "container_unread"),
+        ({"seal": SealState(False, None)}, "HOLD", "seal_missing"),
+        ({"seal": SealState(True, fr("VNH7654321"))}, "HOLD", "seal_mismatch"),
+        ({"seal": SealState(None, None)}, "REVIEW", "seal_unread"),
+        ({"tractor_plate": fr("12C-999.99")}, "HOLD", "tractor_plate_mismatch"),
+        ({"tractor_plate": None}, "REVIEW", "tractor_plate_unread"),
+        ({"tractor_plate": fr("12C-123.45", 0.3)}, "REVIEW", "tractor_plate_low_confidence"),
+        ({"declarations": ("999999999999",)}, "HOLD", "declaration_not_in_manifest"),
+        ({"declarations": ()}, "REVIEW", "declaration_unread"),
+    ],
+)
+def test_each_rule(change: dict[str, object], decision: str, code: str) -> None:
+    crossing = dataclasses.replace(GOOD, **change)  # type: ignore[arg-type]
+    verdict = decide(crossing, INDEX, CFG)
+    assert verdict.decision == decision
+    assert code in {r.code for r in verdict.reasons}
+
+
+def test_plate_written_differently_still_matches() -> None:
+    assert codes(dataclasses.replace(GOOD, tractor_plate=fr("12C12345"))) == set()
+
+
+def test_without_declaration_the_plate_finds_the_entry() -> None:
+    verdict = decide(dataclasses.replace(GOOD, declarations=()), INDEX, CFG)
+    assert verdict.decision == "REVIEW"
+    assert verdict.declaration == "301234567890"
+    assert {r.code for r in verdict.reasons} == {"declaration_unread"}
+
+
+def test_unknown_vehicle_is_held() -> None:
+    crossing = dataclasses.replace(GOOD, declarations=(), tractor_plate=fr("29C-111.11"), trailer_plate=None,
+                                   containers=(fr("CSQU3054383"),))
+    assert decide(crossing, INDEX, CFG).decision == "HOLD"
+
+
+def test_plate_mismatch_policy_is_configurable() -> None:
+    crossing = dataclasses.replace(GOOD, tractor_plate=fr("12C-999.99"))
+    assert decide(crossing, INDEX, VerdictConfig(plate_mismatch="REVIEW")).decision == "REVIEW"
+
+
+def test_ambiguous_container_goes_to_review() -> None:
+    crossing = dataclasses.replace(GOOD, containers=(), container_candidates=("MWCU6059784", "MWCU6059785"))
+    assert "container_ambiguous" in codes(crossing)
