@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from appliance.ingest.motion import MotionGate
 from appliance.ingest.runner import merge_by_time
 from appliance.ingest.sources import Source, open_source
 from appliance.lanes.analysis import FrameAnalyzer, Readers
+from appliance.lanes.crossing import Crossing
 from appliance.lanes.pipeline import LanePipeline
 from appliance.store.db import Store
 from appliance.verdicts.manifest import ManifestIndex, load_manifest_file
+from appliance.verdicts.rules import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,17 @@ def open_lane_sources(lane: LaneConfig) -> list[Source]:
     return sources
 
 
-def run_lane(lane: LaneConfig, services: Services, workers: int = 1, stop: threading.Event | None = None) -> None:
-    """Replay a lane's finite sources (video files, drained folders) through its pipeline."""
+def run_lane(
+    lane: LaneConfig,
+    services: Services,
+    workers: int = 1,
+    stop: threading.Event | None = None,
+    on_crossing: Callable[[Crossing, Verdict], None] | None = None,
+) -> None:
+    """Run a lane's sources through its pipeline until they end (or ``stop`` is set)."""
     pipeline = LanePipeline(
-        lane, services.analyzer, services.manifest, services.config.verdicts, services.store, workers=workers
+        lane, services.analyzer, services.manifest, services.config.verdicts, services.store,
+        workers=workers, on_crossing=on_crossing,
     )
     gates = {s.id: MotionGate() for s in lane.sources if s.role != "kiosk"}
     sources = open_lane_sources(lane)
@@ -90,7 +100,8 @@ def run_lane(lane: LaneConfig, services: Services, workers: int = 1, stop: threa
         pipeline.finish()
         for source in sources:
             source.close()
-        lane_status.update(state="finished", crossings=pipeline.times.crossings)
+        lane_status.update(state="finished", crossings=pipeline.times.crossings,
+                           analysed_frames=pipeline.times.analysed_frames)
 
 
 def start_web(services: Services, host: str, port: int) -> threading.Thread:

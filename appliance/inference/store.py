@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ from appliance.inference.session import OnnxModel, SessionOptions, sha256_file
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "models"
+# The project's models/ folder; an installed (non-editable) appliance sets GATE_MODELS_DIR.
+DEFAULT_ROOT = Path(os.environ.get("GATE_MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
 
 
 @dataclass(frozen=True)

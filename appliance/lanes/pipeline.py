@@ -66,7 +66,6 @@ class LanePipeline:
         self._last_motion: dict[str, float] = {}
         self._last_analysed: dict[str, float] = {}
         self.times = StageTimes()
-        self.results: list[tuple[Crossing, Verdict]] = []
 
     def _wants_analysis(self, frame: Frame, moving: bool) -> bool:
         role = self.roles.get(frame.source_id)
@@ -127,7 +126,6 @@ class LanePipeline:
             self.store.save_crossing(crossing, verdict)
         self.times.crossings += 1
         log.info("lane %s: crossing %s closed: %s", self.lane.id, crossing.id, verdict.decision)
-        self.results.append((crossing, verdict))
         if self.on_crossing is not None:
             self.on_crossing(crossing, verdict)
         return crossing, verdict
