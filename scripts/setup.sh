@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3.11}
-APT_PACKAGES=(libzbar0 mosquitto mosquitto-clients fonts-wqy-zenhei fonts-dejavu-core libgl1 libglib2.0-0)
+APT_PACKAGES=(libzbar0 mosquitto mosquitto-clients fonts-wqy-zenhei fonts-dejavu-core libgl1 libglib2.0-0 chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

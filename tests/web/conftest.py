@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from appliance.lanes.crossing import Crossing, FieldResult, SealState
+from appliance.reads import BBox, Observation, PlateRead
+from appliance.store.db import Store
+from appliance.verdicts.rules import Reason, Verdict
+from appliance.web.app import WebServices, create_app
+
+# A tiny valid JPEG (8x8 grey) used as evidence.
+JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707070909080a0c140d0c0b0b0c1912130f141d1a1f1e1d1a1c1c"
+    "20242e2720222c231c1c2837292c30313434341f27393d38323c2e333432ffc0000b080008000801011100ffc4001f000001050101010101010000"
+    "0000000000000102030405060708090a0bffc400b5100002010303020403050504040000017d01020300041105122131410613516107227114328191"
+    "a1082342b1c11552d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a535455565758595a636465666768696a"
+    "737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8"
+    "d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008010100003f00fbd3ffd9"
+)
+
+
+def seed_store(store: Store) -> None:
+    sha = store.put_evidence(JPEG)
+    plate = PlateRead("12C-123.45", "VN", "one_line", "yellow", 0.93, BBox(10, 10, 100, 30))
+    base = 1_795_000_000.0
+    rows = [
+        ("cargo-1-1", "CLEAR", (), "301234567890", "12C-123.45"),
+        ("cargo-1-2", "HOLD", (Reason("seal_mismatch", "HOLD", "seal", "VNH7654321", "VNH1234567"),),
+         "301234567891", "14C-456.78"),
+        ("cargo-1-3", "REVIEW", (Reason("container_unread", "REVIEW", "container", None, "MWCU6059784"),),
+         "301234567892", "桂A12345"),
+    ]
+    for i, (cid, decision, reasons, declaration, plate_text) in enumerate(rows):
+        crossing = Crossing(
+            id=cid, lane_id="cargo-1", started_at=base + 10 * i, ended_at=base + 10 * i + 3,
+            tractor_plate=FieldResult(plate_text, 0.93, 4, sha),
+            containers=(FieldResult("MWCU6059784", 0.9, 3, None),),
+            seal=SealState(True, FieldResult("VNH7654321", 0.8, 2, None)),
+            declarations=(declaration,),
+            observations=(Observation("front", base + 10 * i, plate, sha),),
+        )
+        store.save_crossing(crossing, Verdict(decision, reasons, declaration))  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "web.db", tmp_path / "evidence")
+    seed_store(s)
+    yield s
+    s.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def live_server(store: Store) -> Iterator[str]:
+    port = free_port()
+    app = create_app(WebServices(store, "VNHNG"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("web server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=5)
