@@ -14,6 +14,10 @@ _DEFAULTS = {
     "YOLO_OFFLINE": "1",
     "YOLO_AUTOINSTALL": "False",
     "HF_HUB_OFFLINE": "1",
+    # FFmpeg/OpenCV otherwise print decoder chatter straight to stderr, around our logging;
+    # the ingest layer reports damaged frames itself, with file and frame index.
+    "OPENCV_LOG_LEVEL": "ERROR",
+    "OPENCV_FFMPEG_LOGLEVEL": "-8",
 }
 
 

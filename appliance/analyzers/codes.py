@@ -322,24 +322,35 @@ class CodeReader:
     # -- merging ----------------------------------------------------------------------
 
     def _add(self, state: _ScanState, hits: list[_Hit], only_new: bool = False) -> bool:
-        """Merge ``hits`` into ``state``; True when at least one new symbol was added."""
-        added = False
+        """Merge one pass's ``hits`` into ``state``; True when a new symbol was added.
+
+        A hit at the place of a read from an earlier pass confirms it (same bytes) or
+        loses to it (different bytes: earlier passes are zxing-cpp's whole-frame read,
+        then retries). Within one pass, two different reads of the same place keep the
+        one covering the larger area (more scan lines agreed on it).
+        """
+        earlier = list(state.hits)
+        batch: list[_Hit] = []
         for hit in hits:
             if not hit.raw and not hit.text:
                 log.debug("codes: ignored an empty %s read from %s", hit.format, hit.decoder)
                 continue
-            same = _find_same_place(hit, state.hits)
-            if same is None:
-                state.hits.append(hit)
-                added = True
-            elif _same_payload(same, hit):
-                if same.confirmed_by is None and hit.decoder != same.decoder:
-                    same.confirmed_by = hit.decoder
-            else:
-                _record_disagreement(state, same, hit)
-        if added and not only_new:
-            state.stages.append(hits[0].stage)
-        return added
+            same = _find_same_place(hit, earlier)
+            if same is not None:
+                _merge_into(state, same, hit)
+                continue
+            twin = _find_same_place(hit, batch)
+            if twin is None:
+                batch.append(hit)
+            elif not _same_payload(twin, hit):
+                kept, dropped = (hit, twin) if _area(hit) > _area(twin) else (twin, hit)
+                if kept is hit:
+                    batch[batch.index(twin)] = hit
+                _record_disagreement(state, kept, dropped)
+        state.hits.extend(batch)
+        if batch and not only_new:
+            state.stages.append(batch[0].stage)
+        return bool(batch)
 
     def _finish(self, hits: list[_Hit]) -> tuple[tuple[CodeRead, ...], int]:
         cap = self.config.max_payload_bytes
@@ -704,8 +715,21 @@ def _inside(point: npt.NDArray[np.float64], box: tuple[float, float, float, floa
 
 
 def _same_place(a: Points, b: Points) -> bool:
-    """True when either shape's centre lies in the other's (slightly grown) box."""
+    """Same symbol: a centre inside the other's (slightly grown) box, similar lengths.
+
+    Lengths (longest box side) within a factor of 2 keep a small QR printed inside a
+    larger one apart; 1-D reads (a thin line from zxing-cpp, scan-line hull from zbar)
+    still match on their length.
+    """
+    long_a, long_b = _long_side(a), _long_side(b)
+    if max(long_a, long_b) > 2.0 * max(min(long_a, long_b), 1.0):
+        return False
     return _inside(a.mean(axis=0), _box(b, 0.1)) or _inside(b.mean(axis=0), _box(a, 0.1))
+
+
+def _long_side(points: Points) -> float:
+    span = points.max(axis=0) - points.min(axis=0)
+    return float(max(span[0], span[1]))
 
 
 def _find_same_place(hit: _Hit, hits: list[_Hit]) -> _Hit | None:
@@ -730,10 +754,21 @@ def _same_payload(a: _Hit, b: _Hit) -> bool:
     return _canonical(a.format, a.raw)[1] == _canonical(b.format, b.raw)[1]
 
 
+def _merge_into(state: _ScanState, earlier: _Hit, hit: _Hit) -> None:
+    if _same_payload(earlier, hit):
+        if earlier.confirmed_by is None and hit.decoder != earlier.decoder:
+            earlier.confirmed_by = hit.decoder
+    else:
+        _record_disagreement(state, earlier, hit)
+
+
+def _area(hit: _Hit) -> float:
+    span = hit.points.max(axis=0) - hit.points.min(axis=0)
+    return float(span[0] * span[1])
+
+
 def _record_disagreement(state: _ScanState, kept: _Hit, dropped: _Hit) -> None:
-    """``kept`` came first (zxing-cpp whole frame before retries and pyzbar): it wins."""
-    if kept.decoder == "pyzbar" and dropped.decoder == "zxing":
-        kept, dropped = _prefer_zxing(state, kept, dropped)
+    """Keep ``kept``: zxing-cpp always reads a place before any retry or pyzbar does."""
     state.disagreements.append(Disagreement(kept.bbox, kept.to_read(), dropped.to_read()))
     log.debug(
         "codes: %s and %s disagree at %s (%d vs %d bytes, sha256 %s vs %s); kept %s",
@@ -744,14 +779,8 @@ def _record_disagreement(state: _ScanState, kept: _Hit, dropped: _Hit) -> None:
         len(dropped.raw),
         _digest(kept.raw),
         _digest(dropped.raw),
-        kept.decoder,
+        kept.stage,
     )
-
-
-def _prefer_zxing(state: _ScanState, zbar_hit: _Hit, zxing_hit: _Hit) -> tuple[_Hit, _Hit]:
-    index = next(i for i, h in enumerate(state.hits) if h is zbar_hit)
-    state.hits[index] = zxing_hit
-    return zxing_hit, zbar_hit
 
 
 def _digest(raw: bytes) -> str:

@@ -351,7 +351,10 @@ def _ours_notes(run: _Run) -> list[str]:
     notes = []
     rescued = ", ".join(f"{stage} {count}" for stage, count in sorted(run.rescues.items()))
     notes.append(f"ours: symbols found after the whole-frame zxing-cpp pass, by stage: {rescued or 'none'}")
-    notes.append(f"ours: {run.disagreements} zxing-cpp/pyzbar disagreement(s) on the same symbol (zxing-cpp kept)")
+    notes.append(
+        f"ours: {run.disagreements} disagreement(s) between two reads of the same symbol "
+        "(the whole-frame zxing-cpp read, or the read covering more scan lines, was kept)"
+    )
     for name in (OURS, ZXING):
         for index, outcome in enumerate(run.outcomes[name]):
             if outcome.misread:

@@ -19,7 +19,7 @@ from typing import Any
 from appliance.analyzers.iso6346 import is_valid
 from appliance.app import Services, run_lane
 from appliance.config import AppConfig, load_config
-from appliance.eval.report import EvalReport
+from appliance.eval.report import EvalReport, GroupResult
 from appliance.lanes.analysis import FrameAnalyzer, Readers
 from appliance.lanes.crossing import Crossing
 from appliance.store.db import Store
@@ -165,9 +165,10 @@ def evaluate_sim(data: Path | None, vehicles: int = 200, seed: int = 2026, worke
     tallies = score(truth, crossings)
     n = len(truth["vehicles"])
     always_clear = sum(v["expected_verdict"] == "CLEAR" for v in truth["vehicles"]) / max(n, 1)
+    per_item = 1000.0 * elapsed / max(n, 1)
     groups = [
-        {"group": name, "passed": t.ok, "n": t.n, "rate": round(t.rate, 4), "misreads": t.misreads,
-         "target": TARGETS.get(name), "failures": t.examples}
+        GroupResult(name, t.n, t.ok, t.misreads, per_item,
+                    reference={"target": TARGETS[name]} if name in TARGETS else {}, notes=t.examples)
         for name, t in tallies.items()
     ]
     notes = [
@@ -182,7 +183,7 @@ def evaluate_sim(data: Path | None, vehicles: int = 200, seed: int = 2026, worke
         score=tallies["verdict"].rate,
         n=n,
         misreads=sum(t.misreads for k, t in tallies.items() if k != "verdict"),
-        ms_per_item=1000.0 * elapsed / max(n, 1),
+        ms_per_item=per_item,
         baselines={"always_clear": always_clear},
         groups=groups,
         notes=notes,

@@ -32,7 +32,7 @@ def make_frame(seed: int = 0, noise: float = 4.0) -> np.ndarray:
 
 def code_image(text: str | bytes, fmt: zxingcpp.BarcodeFormat, scale: int) -> np.ndarray:
     barcode = zxingcpp.create_barcode(text, fmt)
-    return np.asarray(zxingcpp.write_barcode_to_image(barcode, scale=scale), dtype=np.uint8)
+    return np.array(zxingcpp.write_barcode_to_image(barcode, scale=scale), dtype=np.uint8)
 
 
 def qr_image(text: str, scale: int = 4) -> np.ndarray:
@@ -143,6 +143,25 @@ def test_blurred_qr_is_recovered_by_the_retry_pass() -> None:
     scan = CodeReader().scan(frame)
     assert texts(scan.codes) == {DECLARATION}
     assert not any(stage == "zxing:frame" for stage in scan.stages)
+
+
+def test_located_but_undecoded_symbol_is_retried() -> None:
+    """zxing-cpp finds the finder patterns of a blurred QR but cannot decode it at once."""
+    patch = cv2.GaussianBlur(qr_image(DECLARATION, scale=3), (0, 0), 1.7)
+    frame = place(make_frame(seed=7), patch, 1100, 500)
+    scan = CodeReader(CodeReaderConfig(texture_search=False)).scan(frame)
+    assert texts(scan.codes) == {DECLARATION}
+    assert scan.stages[0].startswith("located:")
+
+
+def test_nested_qr_codes_are_both_kept(reader: CodeReader) -> None:
+    outer = qr_image("OUTER " + "o" * 60, scale=8)
+    inner = qr_image("INNER", scale=3)
+    cy, cx = outer.shape[0] // 2, outer.shape[1] // 2
+    h, w = inner.shape
+    outer[cy - h // 2 : cy - h // 2 + h, cx - w // 2 : cx - w // 2 + w] = inner
+    frame = place(make_frame(seed=17), outer, 700, 200)
+    assert texts(reader.read(frame)) == {"OUTER " + "o" * 60, "INNER"}
 
 
 def test_small_crop_is_retried_whole() -> None:
