@@ -7,7 +7,8 @@ JSONL files). The images themselves are never read here.
 Sets:
 
 - ``qr/labels.csv``: :func:`read_qr_labels` (``expected_text`` may span several lines;
-  the ``metadata`` column holds zxing's ``KEY=VALUE`` lines).
+  the ``metadata`` column holds zxing's ``KEY=VALUE`` lines; a ``label_errata.csv`` next
+  to it, if any, is applied like the containers' one).
 - ``qr/zxing_expected_pass_counts.csv``: :func:`read_zxing_pass_counts`.
 - ``plates/labels.jsonl`` (or ``labels.csv``): :func:`read_plate_labels`;
   ``plates/vn_silver/labels.csv``: :func:`read_vn_silver_labels` (another OCR's output,
@@ -53,6 +54,7 @@ class QrLabel:
     source_repo: str = ""
     source_path: str = ""
     label_path: str = ""
+    corrections: tuple[str, ...] = ()
 
     def meta(self, key: str) -> str | None:
         for name, value in self.metadata:
@@ -159,24 +161,31 @@ class SealLabel:
 _QR_COLUMNS = ("file", "group", "format", "expected_text")
 
 
-def read_qr_labels(path: Path) -> tuple[QrLabel, ...]:
-    """``qr/labels.csv`` (or the folder holding it)."""
+def read_qr_labels(path: Path, apply_errata: bool = True) -> tuple[QrLabel, ...]:
+    """``qr/labels.csv`` (or the folder holding it), with ``label_errata.csv`` applied if present.
+
+    Only ``expected_text`` can be corrected; corrected labels list their corrections.
+    """
     path = _file_in(path, "labels.csv")
+    errata = _Errata.load(path, ("expected_text",)) if apply_errata else _Errata.empty(path)
     labels: list[QrLabel] = []
     for row_no, row in _csv_rows(path, _QR_COLUMNS):
         file = _required(row, "file", path, row_no)
+        values, corrections = errata.apply(file, {"expected_text": row["expected_text"]})
         labels.append(
             QrLabel(
                 file=file,
                 group=_required(row, "group", path, row_no),
                 format=_required(row, "format", path, row_no),
-                expected_text=row["expected_text"],
+                expected_text=values["expected_text"],
                 metadata=_parse_metadata(row.get("metadata") or ""),
                 source_repo=row.get("source_repo") or "",
                 source_path=row.get("source_path") or "",
                 label_path=row.get("label_path") or "",
+                corrections=corrections,
             )
         )
+    errata.check_all_used()
     _check_unique(labels, path)
     return tuple(labels)
 
@@ -289,7 +298,7 @@ def read_vn_silver_labels(path: Path) -> tuple[VnSilverLabel, ...]:
 
 # -- containers ---------------------------------------------------------------------------
 
-_ERRATA_FIELDS = ("container_number", "size_type")
+_CONTAINER_ERRATA_FIELDS = ("container_number", "size_type")
 
 
 def read_container_labels(path: Path, apply_errata: bool = True) -> tuple[ContainerLabel, ...]:
@@ -299,60 +308,83 @@ def read_container_labels(path: Path, apply_errata: bool = True) -> tuple[Contai
     not match the row, or that names no row, raises :class:`LabelError`.
     """
     path = _file_in(path, "labels.csv")
-    errata = _read_errata(path.parent / "label_errata.csv") if apply_errata else {}
+    errata = _Errata.load(path, _CONTAINER_ERRATA_FIELDS) if apply_errata else _Errata.empty(path)
     labels: list[ContainerLabel] = []
-    used: set[tuple[str, str]] = set()
     for row_no, row in _csv_rows(path, ("file", "container_number", "regions_json")):
         file = _required(row, "file", path, row_no)
-        values = {name: row.get(name) or "" for name in _ERRATA_FIELDS}
-        corrections: list[str] = []
-        for name in _ERRATA_FIELDS:
-            fix = errata.get((file, name))
-            if fix is None:
-                continue
-            source, suggested, errata_row = fix
-            if values[name] != source:
-                raise _error(
-                    path.parent / "label_errata.csv",
-                    errata_row,
-                    f"erratum for {file} {name} expects {source!r} but the label says {values[name]!r}",
-                )
-            values[name] = suggested
-            corrections.append(f"{name}: {source} -> {suggested} (label_errata.csv row {errata_row})")
-            used.add((file, name))
-        labels.append(_container(row, values, tuple(corrections), path, row_no))
-    for (file, name), (_, _, errata_row) in errata.items():
-        if (file, name) not in used:
-            raise _error(path.parent / "label_errata.csv", errata_row, f"erratum names {file} {name}, not in {path.name}")
-    if used:
-        log.info("labels: applied %d erratum/errata from label_errata.csv to %s", len(used), path)
+        values, corrections = errata.apply(file, {name: row.get(name) or "" for name in _CONTAINER_ERRATA_FIELDS})
+        labels.append(_container(row, values, corrections, path, row_no))
+    errata.check_all_used()
     _check_unique(labels, path)
     return tuple(labels)
 
 
-def _read_errata(path: Path) -> dict[tuple[str, str], tuple[str, str, int]]:
-    if not path.exists():
-        return {}
-    errata: dict[tuple[str, str], tuple[str, str, int]] = {}
-    for row_no, row in _csv_rows(path, ("file", "field", "source_label", "suggested")):
-        name = _required(row, "field", path, row_no)
-        if name not in _ERRATA_FIELDS:
-            raise _error(path, row_no, f"field {name!r} cannot be corrected (known: {', '.join(_ERRATA_FIELDS)})")
-        key = (_required(row, "file", path, row_no), name)
-        if key in errata:
-            raise _error(path, row_no, f"a second erratum for {key[0]} {name}")
-        errata[key] = (row["source_label"], _required(row, "suggested", path, row_no), row_no)
-    return errata
+@dataclass
+class _Errata:
+    """``label_errata.csv`` rows (file, field, source_label, suggested) for one label file."""
+
+    labels: Path
+    path: Path
+    fixes: dict[tuple[str, str], tuple[str, str, int]]
+    used: set[tuple[str, str]]
+
+    @classmethod
+    def empty(cls, labels: Path) -> _Errata:
+        return cls(labels, labels.parent / "label_errata.csv", {}, set())
+
+    @classmethod
+    def load(cls, labels: Path, fields: tuple[str, ...]) -> _Errata:
+        errata = cls.empty(labels)
+        if not errata.path.exists():
+            return errata
+        for row_no, row in _csv_rows(errata.path, ("file", "field", "source_label", "suggested")):
+            name = _required(row, "field", errata.path, row_no)
+            if name not in fields:
+                raise _error(errata.path, row_no, f"field {name!r} cannot be corrected (known: {', '.join(fields)})")
+            key = (_required(row, "file", errata.path, row_no), name)
+            if key in errata.fixes:
+                raise _error(errata.path, row_no, f"a second erratum for {key[0]} {name}")
+            errata.fixes[key] = (row["source_label"], _required(row, "suggested", errata.path, row_no), row_no)
+        return errata
+
+    def apply(self, file: str, values: dict[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
+        """``values`` with this file's errata applied, and a line per correction."""
+        corrections: list[str] = []
+        for name in list(values):
+            fix = self.fixes.get((file, name))
+            if fix is None:
+                continue
+            source, suggested, row_no = fix
+            if values[name] != source:
+                raise _error(
+                    self.path,
+                    row_no,
+                    f"erratum for {file} {name} expects {source!r} but the label says {values[name]!r}",
+                )
+            values[name] = suggested
+            corrections.append(f"{name}: {_short(source)} -> {_short(suggested)} (label_errata.csv row {row_no})")
+            self.used.add((file, name))
+        return values, tuple(corrections)
+
+    def check_all_used(self) -> None:
+        for (file, name), (_, _, row_no) in self.fixes.items():
+            if (file, name) not in self.used:
+                raise _error(self.path, row_no, f"erratum names {file} {name}, not in {self.labels.name}")
+        if self.used:
+            log.info("labels: applied %d erratum/errata from %s to %s", len(self.used), self.path, self.labels)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _container(
     row: Mapping[str, str], values: Mapping[str, str], corrections: tuple[str, ...], path: Path, row_no: int
 ) -> ContainerLabel:
     number = values["container_number"].strip()
-    if corrections:
-        valid = iso6346_check_digit_ok(number)
-    else:
-        valid = _bool(row, "check_digit_valid", path, row_no)
+    # A corrected number is judged again; otherwise the source's own flag stands.
+    valid = iso6346_check_digit_ok(number) if corrections else _bool(row, "check_digit_valid", path, row_no)
     return ContainerLabel(
         file=row["file"],
         event_id=row.get("event_id") or "",

@@ -143,9 +143,7 @@ def _read_pyzbar(gray: Gray, run: _Run) -> list[Seen]:
     except (ValueError, RuntimeError) as exc:  # pyzbar 0.1.9: unknown orientation
         run.errors[f"pyzbar.decode raised {type(exc).__name__}"] += 1
         return []
-    return [
-        Seen(_PYZBAR_FORMATS.get(d.type, d.type), d.data.decode("utf-8", errors="replace")) for d in decoded
-    ]
+    return [Seen(_PYZBAR_FORMATS.get(d.type, d.type), d.data.decode("utf-8", errors="replace")) for d in decoded]
 
 
 def _read_opencv(gray: Gray, label: QrLabel) -> list[Seen] | None:
@@ -161,9 +159,10 @@ def _warm_up(readers: dict[str, ReaderFn], data_dir: Path, labels: tuple[QrLabel
     """One untimed call each, so library start-up is not billed to the first image."""
     if not labels:
         return
-    gray = cv2.imread(str(data_dir / labels[0].file), cv2.IMREAD_GRAYSCALE)
-    if gray is None:
+    image = cv2.imread(str(data_dir / labels[0].file), cv2.IMREAD_GRAYSCALE)
+    if image is None:
         return
+    gray = np.ascontiguousarray(image, dtype=np.uint8)
     for fn in readers.values():
         fn(gray, labels[0])
 
@@ -266,6 +265,9 @@ def _references(data_dir: Path) -> dict[str, dict[str, float]]:
 
 def _notes(run: _Run, data_dir: Path) -> list[str]:
     notes = [_coverage_note(run, data_dir)]
+    notes.extend(
+        f"label corrected for {label.file}: {'; '.join(label.corrections)}" for label in run.labels if label.corrections
+    )
     notes.extend(_sequence_notes(run))
     notes.extend(_control_notes(run))
     notes.extend(_text_mode_notes(run))
@@ -355,7 +357,7 @@ def _ours_notes(run: _Run) -> list[str]:
         f"ours: {run.disagreements} disagreement(s) between two reads of the same symbol "
         "(the whole-frame zxing-cpp read, or the read covering more scan lines, was kept)"
     )
-    for name in (OURS, ZXING):
+    for name in (OURS, ZXING, ZXING_PLAIN):
         for index, outcome in enumerate(run.outcomes[name]):
             if outcome.misread:
                 notes.append(f"{name} misread {run.labels[index].file}: {_describe(outcome.seen)}")

@@ -107,7 +107,15 @@ class EvalReport:
         for name in names:
             mis = sum(g.baseline_misreads.get(name, 0) for g in self.groups)
             total_ms = sum(g.baseline_ms.get(name, 0.0) * g.n for g in self.groups)
-            rows.append([name, str(self.n), f"{self.baselines.get(name, 0.0):.4f}", str(mis), f"{total_ms / max(self.n, 1):.1f}"])
+            rows.append(
+                [
+                    name,
+                    str(self.n),
+                    f"{self.baselines.get(name, 0.0):.4f}",
+                    str(mis),
+                    f"{total_ms / max(self.n, 1):.1f}",
+                ]
+            )
         for name in self.baselines:
             if name not in names:
                 rows.append([name, str(self.n), f"{self.baselines[name]:.4f}", "", ""])

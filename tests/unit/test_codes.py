@@ -30,13 +30,13 @@ def make_frame(seed: int = 0, noise: float = 4.0) -> np.ndarray:
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
 
 
-def code_image(text: str | bytes, fmt: zxingcpp.BarcodeFormat, scale: int) -> np.ndarray:
-    barcode = zxingcpp.create_barcode(text, fmt)
+def code_image(text: str | bytes, fmt: zxingcpp.BarcodeFormat, scale: int, **options: str) -> np.ndarray:
+    barcode = zxingcpp.create_barcode(text, fmt, **options)
     return np.array(zxingcpp.write_barcode_to_image(barcode, scale=scale), dtype=np.uint8)
 
 
-def qr_image(text: str, scale: int = 4) -> np.ndarray:
-    return code_image(text, zxingcpp.BarcodeFormat.QRCode, scale)
+def qr_image(text: str, scale: int = 4, ec_level: str = "M") -> np.ndarray:
+    return code_image(text, zxingcpp.BarcodeFormat.QRCode, scale, ec_level=ec_level)
 
 
 def rotate(image: np.ndarray, angle: float) -> np.ndarray:
@@ -146,22 +146,35 @@ def test_blurred_qr_is_recovered_by_the_retry_pass() -> None:
 
 
 def test_located_but_undecoded_symbol_is_retried() -> None:
-    """zxing-cpp finds the finder patterns of a blurred QR but cannot decode it at once."""
-    patch = cv2.GaussianBlur(qr_image(DECLARATION, scale=3), (0, 0), 1.7)
+    """zxing-cpp locates a blurred QR (checksum error) but cannot decode it at once."""
+    patch = cv2.GaussianBlur(qr_image(DECLARATION, scale=4), (0, 0), 2.0)
     frame = place(make_frame(seed=7), patch, 1100, 500)
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    found = zxingcpp.read_barcodes(gray, return_errors=True)
+    if not any(b.error is not None for b in found) or any(b.error is None for b in found):
+        pytest.skip("precondition: zxing-cpp locates the symbol but fails to decode it")
     scan = CodeReader(CodeReaderConfig(texture_search=False)).scan(frame)
     assert texts(scan.codes) == {DECLARATION}
     assert scan.stages[0].startswith("located:")
 
 
 def test_nested_qr_codes_are_both_kept(reader: CodeReader) -> None:
-    outer = qr_image("OUTER " + "o" * 60, scale=8)
+    """A small QR printed inside a larger one is another symbol, not a second opinion."""
+    outer = qr_image("OUTER " + "o" * 60, scale=8, ec_level="H")
     inner = qr_image("INNER", scale=3)
     cy, cx = outer.shape[0] // 2, outer.shape[1] // 2
     h, w = inner.shape
     outer[cy - h // 2 : cy - h // 2 + h, cx - w // 2 : cx - w // 2 + w] = inner
-    frame = place(make_frame(seed=17), outer, 700, 200)
-    assert texts(reader.read(frame)) == {"OUTER " + "o" * 60, "INNER"}
+    assert texts(reader.read(outer)) == {"OUTER " + "o" * 60, "INNER"}
+
+
+def test_same_place_needs_similar_size() -> None:
+    big = np.asarray([[0, 0], [200, 0], [200, 200], [0, 200]], dtype=np.float64)
+    small = big / 4 + 75
+    line = np.asarray([[5, 100], [195, 100], [195, 104], [5, 104]], dtype=np.float64)
+    assert not codes._same_place(big, small)
+    assert codes._same_place(big, line)
+    assert not codes._same_place(big, big + 500)
 
 
 def test_small_crop_is_retried_whole() -> None:
@@ -199,7 +212,9 @@ def _fake_zbar(monkeypatch: pytest.MonkeyPatch, raw: bytes, offset: tuple[float,
         if not found:
             return []
         points = codes._position_points(found[0].position) + np.asarray(offset)
-        return [codes._Hit(raw=raw, text=bytes_to_text(raw), format="QRCode", points=points, decoder="pyzbar", stage=stage)]
+        return [
+            codes._Hit(raw=raw, text=bytes_to_text(raw), format="QRCode", points=points, decoder="pyzbar", stage=stage)
+        ]
 
     monkeypatch.setattr(codes, "_zbar_decode", fake)
 
@@ -242,10 +257,14 @@ def test_structured_append_parts_report_index_and_count(reader: CodeReader) -> N
     frame = make_frame(seed=12)
     for i, symbol in enumerate(sequence):
         matrix = np.asarray(symbol.matrix, dtype=np.uint8)
-        image = np.where(matrix > 0, 0, 255).astype(np.uint8)
-        image = cv2.copyMakeBorder(image, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=255)
-        image = cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST)
-        place(frame, image, 150 + 560 * i, 500)
+        modules = np.where(matrix > 0, 0, 255).astype(np.uint8)
+        bordered = cv2.copyMakeBorder(modules, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=255)
+        place(
+            frame,
+            np.asarray(cv2.resize(bordered, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST)),
+            150 + 560 * i,
+            500,
+        )
     reads = sorted(reader.read(frame), key=lambda r: r.bbox.x if r.bbox else 0)
     assert [r.sequence for r in reads] == [(0, 3), (1, 3), (2, 3)]
     assert "".join(r.text for r in reads) == message
