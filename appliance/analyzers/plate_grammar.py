@@ -31,7 +31,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ CONFUSION_DECAY = 0.8
 ALTERNATIVE_CONFIDENCE = 0.9
 LOOKALIKE_CONFIDENCE = 0.75
 DROP_CONFIDENCE = 0.9
-DROP_PENALTY = 0.5  # per raw character left out at either end of the window
+DROP_PENALTY = 0.2  # per raw character left out at either end of the window
+SEPARATOR_PENALTY = 0.3  # per separator seen where the layout has none (``29C-123456`` is no moto plate)
 # Priors: a VN/CN reading with one look-alike correction still beats a clean foreign one; a
 # generic foreign reading (any 4-8 letters and digits) is a far wider model than a format, so
 # a format reading that needs a listed alternative of >= 1 % beats it.
@@ -143,6 +144,7 @@ class Token:
     options: CharOptions
     evidence: bool = False
     ocr_prob: float = 1.0  # the recogniser's own probability of its top character (uncalibrated)
+    sep_before: bool = False  # a separator (or a line break) came right before it
 
     @property
     def char(self) -> str:
@@ -161,8 +163,12 @@ def tokens(text: str, alternatives: Alternatives = (), base: float = 1.0) -> lis
     """
     aligned = len(alternatives) == len(text)
     out: list[Token] = []
+    separated = False
     for i, raw in enumerate(text):
         cleaned = _clean_char(raw)
+        if not cleaned:
+            separated = separated or bool(out)
+            continue
         evidence = aligned and bool(alternatives[i])
         for ch in cleaned:
             merged: dict[str, float] = {ch: base}
@@ -180,7 +186,9 @@ def tokens(text: str, alternatives: Alternatives = (), base: float = 1.0) -> lis
             if raw in DISTINCT_LOWER:
                 merged = {c: p * LOWER_CASE_FACTOR for c, p in merged.items()}
                 ocr_prob *= LOWER_CASE_FACTOR
-            out.append(Token(tuple(sorted(merged.items(), key=lambda kv: -kv[1])), evidence, ocr_prob))
+            options = tuple(sorted(merged.items(), key=lambda kv: -kv[1]))
+            out.append(Token(options, evidence, ocr_prob, separated))
+            separated = False
     return out
 
 
@@ -190,12 +198,15 @@ class PlateParse:
 
     ``region`` is the VN locality code (``"29"``) or the CN province character (``"桂"``);
     ``series`` the VN series (``"C"``, ``"LD"``, ``"C1"``) or CN authority letter; ``serial`` the
-    rest. ``score`` (template prior x product of the character probabilities x a penalty per
-    character dropped) ranks readings: VN/CN templates have priors near 1, foreign formats far
-    lower. ``agreement`` is how likely this reading is relative to the OCR's own best reading
-    (1.0: no correction; a correction to a look-alike the recogniser did not list: ~0.01);
-    ``confidence`` is the OCR's mean character confidence,
-    lowered for each correction (``corrections``) and dropped character (``dropped``).
+    rest.
+
+    ``score`` ranks readings: template prior x product of the character probabilities x a
+    penalty per character dropped at the ends (``dropped``) and per separator the OCR saw where
+    the layout has none (``misplaced``); VN/CN templates have priors near 1, foreign formats far
+    lower. ``agreement`` is how likely the characters are relative to the OCR's own best
+    reading (1.0: no correction; a look-alike the recogniser did not list: about 0.01).
+    ``confidence`` is the OCR's mean character confidence, lowered for each correction
+    (``corrections``) and dropped character.
     """
 
     country: Country
@@ -210,6 +221,7 @@ class PlateParse:
     agreement: float = 1.0
     corrections: int = 0
     dropped: int = 0
+    misplaced: int = 0  # separators the OCR saw where this layout has none
     raw: str = field(default="", compare=False)
 
     @property
@@ -238,6 +250,9 @@ class Template:
     prior: float
     formatter: Formatter
     split: int  # characters on the top line of a two-line plate; -1: no two-line form
+    # Positions (characters before) where a written separator or line break may fall; a raw
+    # separator elsewhere makes the reading less likely. None: anywhere (foreign formats).
+    boundaries: frozenset[int] | None = None
     is_trailer: Callable[[str], bool] = lambda _s: False
     check: Callable[[str], bool] = lambda _s: True
     max_corrections: int = 3  # characters that may differ from the OCR's top choice
@@ -284,74 +299,56 @@ def _fixed(ch: str) -> frozenset[str]:
     return frozenset({ch})
 
 
+def _vn(name: str, series: tuple[frozenset[str], ...], order_len: int, prior: float, trailer: bool = False) -> Template:
+    """A VN template: 2-digit locality, the series slots, a 4- or 5-digit order."""
+    split = 2 + len(series)
+    boundaries = {2, split} | ({split + 3} if order_len == 5 else set())
+    return Template(
+        f"{name}_{order_len}", "VN", (DIGITS, DIGITS, *series, *(DIGITS,) * order_len), prior,
+        _vn_formatter(len(series)), split, boundaries=frozenset(boundaries),
+        is_trailer=(lambda s: s[2] == "R") if trailer else (lambda _s: False), check=_locality_ok,
+    )  # fmt: skip
+
+
 def _vn_templates() -> list[Template]:
-    d, series = DIGITS, VN_SERIES
+    d = DIGITS
     out: list[Template] = []
     for order_len in (4, 5):
-        order = (d,) * order_len
+        out.append(_vn("vn", (VN_SERIES,), order_len, 1.0, trailer=True))
+        out.append(_vn("vn_digit_series", (VN_SERIES, d), order_len, 0.8))
+        for pair in VN_TWO_LETTER_SERIES:
+            if pair not in VN_FOREIGN_SERIES:
+                out.append(_vn(f"vn_{pair}", (_fixed(pair[0]), _fixed(pair[1])), order_len, 0.9))
+        for pair in VN_TWO_LETTER_DIGIT_SERIES:
+            out.append(_vn(f"vn_{pair}d", (_fixed(pair[0]), _fixed(pair[1]), d), order_len, 0.8))
+    for pair in VN_FOREIGN_SERIES:
+        series = (_fixed(pair[0]), _fixed(pair[1]))
         out.append(
-            Template(
-                f"vn_{order_len}", "VN", (d, d, series, *order), 1.0, _vn_formatter(1), 3,
-                is_trailer=lambda s: s[2] == "R", check=_locality_ok,
-            )
+            Template(f"vn_{pair}", "VN", (d, d, *series, d, d, d, d, d), 0.9, _vn_foreign_formatter(True), 4,
+                     boundaries=frozenset({2, 4, 7}), check=_locality_ok)
         )  # fmt: skip
         out.append(
-            Template(
-                f"vn_digit_series_{order_len}",
-                "VN",
-                (d, d, series, d, *order),
-                0.8,
-                _vn_formatter(2),
-                4,
-                check=_locality_ok,
-            )
-        )
-        for pair in VN_TWO_LETTER_SERIES:
-            if pair in VN_FOREIGN_SERIES:
-                continue
-            slots = (d, d, _fixed(pair[0]), _fixed(pair[1]), *order)
-            out.append(Template(f"vn_{pair}_{order_len}", "VN", slots, 0.9, _vn_formatter(2), 4, check=_locality_ok))
-        for pair in VN_TWO_LETTER_DIGIT_SERIES:
-            slots = (d, d, _fixed(pair[0]), _fixed(pair[1]), d, *order)
-            out.append(Template(f"vn_{pair}d_{order_len}", "VN", slots, 0.8, _vn_formatter(3), 5, check=_locality_ok))
-    for pair in VN_FOREIGN_SERIES:
-        series_slots = (_fixed(pair[0]), _fixed(pair[1]))
-        out.append(
-            Template(
-                f"vn_{pair}",
-                "VN",
-                (d, d, *series_slots, d, d, d, d, d),
-                0.9,
-                _vn_foreign_formatter(True),
-                4,
-                check=_locality_ok,
-            )
-        )
-        out.append(
-            Template(
-                f"vn_{pair}_code_first",
-                "VN",
-                (d, d, d, d, d, *series_slots, d, d),
-                0.8,
-                _vn_foreign_formatter(False),
-                5,
-                check=_locality_ok,
-            )
-        )
+            Template(f"vn_{pair}_code_first", "VN", (d, d, d, d, d, *series, d, d), 0.8, _vn_foreign_formatter(False),
+                     5, boundaries=frozenset({2, 5, 7}), check=_locality_ok)
+        )  # fmt: skip
     return out
 
 
 def _cn_templates() -> list[Template]:
     p, letter, alnum, d = frozenset(CN_PROVINCES), CN_LETTERS, CN_ALNUM, DIGITS
     df = frozenset("DF")
+    b2, b26 = frozenset({2}), frozenset({2, 6})  # the dot after the province + letter; before 挂
     return [
-        Template("cn_standard", "CN", (p, letter, alnum, alnum, alnum, alnum, alnum), 1.0, _cn_formatter, 2),
-        Template("cn_new_energy_small", "CN", (p, letter, df, alnum, d, d, d, d), 1.0, _cn_formatter, 2),
-        Template("cn_new_energy_large", "CN", (p, letter, d, d, d, d, d, df), 1.0, _cn_formatter, 2),
+        Template("cn_standard", "CN", (p, letter, alnum, alnum, alnum, alnum, alnum), 1.0, _cn_formatter, 2,
+                 boundaries=b2),
+        Template("cn_new_energy_small", "CN", (p, letter, df, alnum, d, d, d, d), 1.0, _cn_formatter, 2,
+                 boundaries=b2),
+        Template("cn_new_energy_large", "CN", (p, letter, d, d, d, d, d, df), 1.0, _cn_formatter, 2,
+                 boundaries=b2),
         Template("cn_trailer", "CN", (p, letter, alnum, alnum, alnum, alnum, _fixed(CN_TRAILER)), 1.0,
-                 _cn_formatter, 2, is_trailer=lambda _s: True),
+                 _cn_formatter, 2, boundaries=b26, is_trailer=lambda _s: True),
         Template("cn_special", "CN", (p, letter, alnum, alnum, alnum, alnum, CN_SPECIAL_SUFFIXES), 0.9,
-                 _cn_formatter, 2),
+                 _cn_formatter, 2, boundaries=b26),
     ]  # fmt: skip
 
 
@@ -539,6 +536,13 @@ def correct_tokens(
     return tuple(ranked[:n_best])
 
 
+def _misplaced(template: Template, window: Sequence[Token]) -> int:
+    """Separators (or the line break) the OCR saw where this layout has none."""
+    if template.boundaries is None:
+        return 0
+    return sum(1 for i, t in enumerate(window) if i > 0 and t.sep_before and i not in template.boundaries)
+
+
 def _make_parse(
     template: Template, partial: _Partial, window: Sequence[Token], dropped: int, raw: str
 ) -> PlateParse | None:
@@ -546,13 +550,15 @@ def _make_parse(
         return None
     canonical, region, series, serial = template.formatter(partial.chars)
     confidence = _confidence(window, partial.alternatives_used, partial.lookalikes_used, dropped)
-    likelihood = math.exp(partial.log_prob) * DROP_PENALTY**dropped
+    misplaced = _misplaced(template, window)
+    likelihood = math.exp(partial.log_prob) * DROP_PENALTY**dropped * SEPARATOR_PENALTY**misplaced
     agreement = _clip(math.exp(partial.log_agreement))
     return PlateParse(
         template.country, canonical, template.name, region, series, serial,
         is_trailer=template.is_trailer(partial.chars), confidence=confidence, score=template.prior * likelihood,
         agreement=agreement,
-        corrections=partial.alternatives_used + partial.lookalikes_used, dropped=dropped, raw=raw,
+        corrections=partial.alternatives_used + partial.lookalikes_used, dropped=dropped, misplaced=misplaced,
+        raw=raw,
     )  # fmt: skip
 
 
@@ -604,12 +610,23 @@ def normalise(
 
 
 def parse(text: str, countries: Iterable[Country] = ("VN", "CN")) -> PlateParse | None:
-    """Strict parse: ``text`` (separators ignored) as it stands, no corrections and nothing dropped."""
+    """Strict parse: ``text`` as it stands: no corrections, nothing dropped, separators (if any)
+    where the layout has them (``29C-123.45``, ``29C12345``, ``59-C1 618.91``; not ``29C-123456``).
+
+    When the characters fit several layouts (``59C16189``: ``59C-161.89`` or ``59C1-6189``),
+    the one whose canonical form is ``text`` itself wins, else the best ranked.
+    """
     toks = tokens(text)
-    for result in correct_tokens(toks, raw=text, n_best=DEFAULT_N_BEST, countries=countries, max_dropped=0):
-        if result.corrections == 0 and result.compact == "".join(t.char for t in toks):
+    exact = [
+        r
+        for r in correct_tokens(toks, raw=text, n_best=DEFAULT_N_BEST, countries=countries, max_dropped=0)
+        if r.corrections == 0 and r.misplaced == 0
+    ]
+    written = unicodedata.normalize("NFKC", text).strip().upper()
+    for result in exact:
+        if result.canonical == written:
             return result
-    return None
+    return exact[0] if exact else None
 
 
 def is_valid(text: str, countries: Iterable[Country] = ("VN", "CN")) -> bool:
@@ -639,7 +656,7 @@ def assemble(
     bottom_toks = tokens(bottom, bottom_alternatives, bottom_confidence)
     if not top_toks or not bottom_toks:
         return ()
-    toks = top_toks + bottom_toks
+    toks = [*top_toks, replace(bottom_toks[0], sep_before=True), *bottom_toks[1:]]
     results = correct_tokens(toks, raw=f"{top}/{bottom}", n_best=n_best, countries=countries, split_at=len(top_toks))
     log.debug("plate grammar two-line %r / %r -> %s", top, bottom, [p.canonical for p in results])
     return results

@@ -44,6 +44,10 @@ TARGET_LINE_HEIGHT = 64  # detector box height (~48 px characters) a re-read cro
 MAX_UPSCALE = 4.0
 TWO_LINE_MAX_ASPECT = 2.3  # a plate crop narrower than this (w/h) is read as two lines too
 AGREEMENT_WEIGHT = 0.5  # each further reading of the same text adds this share of its score
+FIXED_SPLITS = (0.42, 0.5)  # row boundaries (share of the height) tried on a two-line crop
+MIN_CLASS_SHARE = 0.15  # a colour class smaller than this share of the band is noise
+CHROMATIC_SHARE = 0.35  # a class with this share of saturated pixels is a coloured plate
+SETTLED_CONFIDENCE = 0.85  # cheap readings this sure of a VN/CN plate skip the detector re-read
 
 
 @dataclass(frozen=True)
@@ -150,14 +154,12 @@ def _same_row(a: _Line, b: _Line) -> bool:
 
 
 def _stacked(top: _Line, bottom: _Line) -> bool:
-    """``top`` sits right above ``bottom`` like the two rows of a plate."""
-    if (bottom.y + bottom.h / 2) <= (top.y + top.h / 2):
-        return False
+    """``top`` sits right above ``bottom`` like the two rows of a plate (boxes may overlap)."""
     h_min, h_max = min(top.h, bottom.h), max(top.h, bottom.h)
     if h_max > 2.5 * h_min:
         return False
-    gap = bottom.y - top.y1
-    if not -0.35 * h_min <= gap <= 0.8 * h_max:
+    pitch = (bottom.y + bottom.h / 2) - (top.y + top.h / 2)
+    if not 0.5 * h_min <= pitch <= 1.6 * h_max:
         return False
     if _h_overlap(top, bottom) < 0.5 * min(top.w, bottom.w):
         return False
@@ -243,36 +245,70 @@ def _vote(readings: Iterable[tuple[PlateParse, str]], min_agreement: float) -> t
     return best
 
 
+def _settled(readings: Sequence[tuple[PlateParse, str]], min_agreement: float) -> bool:
+    """Whether at least two readings agree on a clean, confident VN/CN plate."""
+    voted = _vote(readings, min_agreement)
+    if voted is None:
+        return False
+    parse, _, count = voted
+    return (
+        parse.country != "FOREIGN"
+        and count >= 2
+        and parse.confidence >= SETTLED_CONFIDENCE
+        and parse.agreement >= 0.5
+        and parse.dropped == 0
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Colour
 
 
 def estimate_colour(image: np.ndarray, box: tuple[float, float, float, float]) -> Colour:
-    """Plate colour from the HSV of the background (the majority class) around a text box."""
-    x0, y0, x1, y1 = _clamp_box(image, box, 0.05, 0.1)
-    region = image[y0:y1, x0:x1]
+    """Plate colour from the HSV of the plate background inside a text box ``(x0, y0, x1, y1)``.
+
+    The central band of the box is split into two classes by brightness (Otsu): characters and
+    background. A class mostly saturated is the background (yellow, blue, green, red plates;
+    their characters are black or white; new-energy plates fade from white to green); otherwise
+    a bright class means a white plate.
+    """
+    region = _central_band(image, box)
     if region.size == 0:
         return "unknown"
     grey = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
     _, mask = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    background = mask > 0 if np.count_nonzero(mask) >= mask.size / 2 else mask == 0
-    hsv = cv2.cvtColor(region, cv2.COLOR_BGR2HSV)[background]
-    if len(hsv) == 0:
-        return "unknown"
-    hue, sat, val = (float(np.median(hsv[:, i])) for i in range(3))
-    return _classify_hsv(hue, sat, val, hsv)
+    hsv = cv2.cvtColor(region, cv2.COLOR_BGR2HSV).reshape(-1, 3)
+    classes = [hsv[mask.reshape(-1) > 0], hsv[mask.reshape(-1) == 0]]
+    classes = [c for c in classes if len(c) >= MIN_CLASS_SHARE * len(hsv)]
+    chromatic = [c for c in classes if _saturated_share(c) >= CHROMATIC_SHARE]
+    if chromatic:
+        return _hue_colour(max(chromatic, key=len))
+    if any(np.median(c[:, 2]) >= 110 for c in classes):
+        return "white"
+    return "unknown"
 
 
-def _classify_hsv(hue: float, sat: float, val: float, pixels: np.ndarray) -> Colour:
-    if sat < 60:
-        return "white" if val >= 110 else "unknown"
-    if val < 50:
-        return "unknown"
+def _saturated_share(pixels: np.ndarray) -> float:
+    return float(np.mean((pixels[:, 1] >= 60) & (pixels[:, 2] >= 60)))
+
+
+def _central_band(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """The box without its outer 5 % (x) and 20 % (y): text rows and plate, little surround."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    ih, iw = image.shape[:2]
+    left, right = max(0, int(x0 + 0.05 * w)), min(iw, math.ceil(x1 - 0.05 * w))
+    top, bottom = max(0, int(y0 + 0.2 * h)), min(ih, math.ceil(y1 - 0.2 * h))
+    return image[top:bottom, left:right]
+
+
+def _hue_colour(pixels: np.ndarray) -> Colour:
+    """The colour name of the dominant hue band of saturated HSV pixels (hue wraps at 180)."""
     saturated = pixels[pixels[:, 1] >= 60]
-    if len(saturated):
-        # Hue is circular (red wraps at 180): take the dominant hue band, not a plain median.
-        hist = np.bincount((saturated[:, 0].astype(int) // 5) % 36, minlength=36)
-        hue = float(np.argmax(hist) * 5 + 2.5)
+    if not len(saturated):
+        return "unknown"
+    hist = np.bincount((saturated[:, 0].astype(int) // 5) % 36, minlength=36)
+    hue = float(np.argmax(hist) * 5 + 2.5)
     if hue < 8 or hue >= 160:
         return "red"
     if hue < 38:
@@ -408,7 +444,7 @@ class PlateReader:
             return ()
         layout: Layout = "two_line" if "/" in raw else "one_line"
         box = (0.0, 0.0, float(w), float(h))
-        colour = estimate_colour(crop, _inner_box(box))
+        colour = estimate_colour(crop, box)
         return (PlateFinding(parse, _bbox(box), layout, colour, parse.confidence, parse.score, raw, count),)
 
     # -- steps ---------------------------------------------------------------------------------
@@ -425,8 +461,8 @@ class PlateReader:
         worth.sort(key=lambda c: (-c.best_score(), -max(ln.confidence for ln in c.lines)))
         chosen: list[_Candidate] = []
         for cand in worth:
-            if any(_iou(cand.box, c.box) > 0.8 and c.layout == cand.layout for c in chosen):
-                continue
+            if any(_iou(cand.box, c.box) > 0.8 for c in chosen):
+                continue  # a fragment of (or the same region as) a better candidate
             chosen.append(cand)
             if len(chosen) >= self.max_rereads:
                 break
@@ -449,26 +485,48 @@ class PlateReader:
             boundary = (max(ln.y1 for ln in top) + min(ln.y for ln in bottom)) / 2
             split = (boundary - y0) * scale / crop.shape[0]
         two_line = cand.layout == "two_line"
-        return self._read_plate_crop(crop, two_line_likely=two_line, split=split, whole_line=not two_line)
+        return self._read_plate_crop(
+            crop, two_line_likely=two_line, split=split, whole_line=not two_line, known=cand.readings
+        )
 
     def _read_plate_crop(
-        self, crop: np.ndarray, two_line_likely: bool, split: float | None = None, whole_line: bool = True
+        self,
+        crop: np.ndarray,
+        two_line_likely: bool,
+        split: float | None = None,
+        whole_line: bool = True,
+        known: Sequence[tuple[PlateParse, str]] = (),
     ) -> list[tuple[PlateParse, str]]:
-        """Readings of a plate-sized crop: whole line, detector lines, top/bottom halves."""
+        """Readings of a plate-sized crop, cheapest first, until two agree on a clean plate.
+
+        One-line: the whole crop as one line, then the detector's lines on the crop. Two-line:
+        top/bottom halves where the row boundary is known, the detector's lines (they find the
+        boundary), then halves at fixed fractions.
+        ``known`` readings of the same region count towards the agreement.
+        """
         h = crop.shape[0]
         scale = min(MAX_UPSCALE, max(1.0, (TARGET_LINE_HEIGHT * (2 if two_line_likely else 1)) / h))
         if scale > 1.0:
             crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-            h, _w = crop.shape[:2]
+        if split is not None and not 0.2 < split < 0.8:
+            split = None
         readings: list[tuple[PlateParse, str]] = []
         if whole_line:
             readings += self._whole_line(crop)
+        if two_line_likely and split is not None:
+            readings += self._halves(crop, split)
+        if (two_line_likely and split is None) or not _settled([*known, *readings], self.min_agreement):
+            readings += self._detected_lines(crop)
+        if two_line_likely and split is None and not _settled([*known, *readings], self.min_agreement):
+            for frac in FIXED_SPLITS:
+                readings += self._halves(crop, frac)
+        return readings
+
+    def _detected_lines(self, crop: np.ndarray) -> list[tuple[PlateParse, str]]:
         lines = [_Line.of(ln) for ln in self.engine.read(crop, max_side=_detector_side(crop))]
+        readings: list[tuple[PlateParse, str]] = []
         for cand in _candidates(lines):
             readings += _candidate_parses(cand, self.countries)
-        if two_line_likely:
-            for frac in _split_fractions(split):
-                readings += self._halves(crop, frac)
         return readings
 
     def _whole_line(self, crop: np.ndarray) -> list[tuple[PlateParse, str]]:
@@ -502,9 +560,8 @@ class PlateReader:
             if parse.confidence < self.min_confidence:
                 continue
             scored.append((parse.score, cand, parse, raw, count))
-        # Across regions: VN/CN before other countries (their scores carry priors), then the
-        # OCR's confidence; the scores of different regions are not comparable otherwise.
-        scored.sort(key=lambda s: (s[2].country == "FOREIGN", -s[2].confidence, -s[0]))
+        # Overlapping candidates are one plate: the best-scored reading wins.
+        scored.sort(key=lambda s: -s[0])
         kept: list[PlateFinding] = []
         boxes: list[tuple[float, float, float, float]] = []
         for score, cand, parse, raw, count in scored:
@@ -516,6 +573,9 @@ class PlateReader:
             kept.append(
                 PlateFinding(parse, _bbox(cand.box, dx, dy), layout, colour, parse.confidence, score, raw, count)
             )
+        # Across plates: VN/CN before other countries, then the OCR's confidence (the scores of
+        # different regions are not comparable: priors, numbers of readings).
+        kept.sort(key=lambda f: (f.parse.country == "FOREIGN", -f.confidence, -f.score))
         return tuple(kept)
 
 
@@ -526,18 +586,6 @@ def _inside(box: BBox, roi: BBox | None) -> bool:
     return roi.x <= cx < roi.x + roi.w and roi.y <= cy < roi.y + roi.h
 
 
-def _inner_box(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    x0, y0, x1, y1 = box
-    mx, my = (x1 - x0) * 0.08, (y1 - y0) * 0.12
-    return x0 + mx, y0 + my, x1 - mx, y1 - my
-
-
 def _detector_side(crop: np.ndarray) -> int:
     side = max(crop.shape[:2])
     return int(min(960, max(64, math.ceil(side / 32) * 32)))
-
-
-def _split_fractions(split: float | None) -> tuple[float, ...]:
-    if split is not None and 0.2 < split < 0.8:
-        return (split,)
-    return (0.42, 0.5)
