@@ -235,12 +235,12 @@ def parse_config(text: str, where: str = "<config>", base: Path | None = None) -
         lines = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-            line = _line_of(node, loc)
+            line_no = _line_of(node, loc)
             field = ".".join(str(p) for p in loc) or "(top level)"
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (typo? see the schema with `appliance check-config --schema`)"
-            lines.append(f"{where}:{line}: {field}: {msg}")
+            lines.append(f"{where}:{line_no}: {field}: {msg}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
     return _resolve_paths(cfg, base) if base is not None else cfg
 

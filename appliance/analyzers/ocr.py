@@ -75,8 +75,7 @@ class TextDetector:
 
     def _boxes(self, prob: np.ndarray, sx: float, sy: float, size: tuple[int, int]) -> list[Quad]:
         s = self.settings
-        bitmap = (prob > s.binarize).astype(np.uint8)
-        bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
+        bitmap = cv2.dilate((prob > s.binarize).astype(np.uint8), np.ones((2, 2), np.uint8))
         contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
         quads: list[Quad] = []
         for contour in contours[: s.max_candidates]:

@@ -17,11 +17,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from appliance.analyzers.ocr import OcrEngine, crop_quad
 from appliance.config import AssemblyConfig
 from appliance.lanes.analysis import Readers
 from appliance.lanes.assembly import LaneAssembler
-from appliance.reads import BBox, Observation, TextLine
+from appliance.reads import BBox, Observation, Read, TextLine
 
 
 def _ms(values: list[float]) -> tuple[float, float]:
@@ -31,7 +33,7 @@ def _ms(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values) * 1000, ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000
 
 
-def _lines(engine: OcrEngine, image, times: dict[str, list[float]]) -> list[TextLine]:  # type: ignore[no-untyped-def]
+def _lines(engine: OcrEngine, image: np.ndarray, times: dict[str, list[float]]) -> list[TextLine]:
     t0 = time.perf_counter()
     quads = engine.detector.detect(image)
     t1 = time.perf_counter()
@@ -84,7 +86,7 @@ def bench_lane(seconds: float = 20.0, width: int = 1920, height: int = 1080, fps
             busy_frames += 1
             lines = _lines(engine, frame.image, times)
             t3 = time.perf_counter()
-            reads: list = []  # type: ignore[type-arg]
+            reads: list[Read] = []
             if readers.plates:
                 reads += readers.plates.read(frame.image, lines=lines)
             if readers.containers:

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from appliance.analyzers.codes import CodeReader
+from appliance.analyzers.codes import CodeReader, CodeReaderConfig
 from appliance.analyzers.containers import ContainerReader
 from appliance.analyzers.ocr import OcrEngine
 from appliance.analyzers.payloads import parse_declaration
 from appliance.analyzers.plates import PlateReader
 from appliance.analyzers.seals import SealReader
 from appliance.config import AppConfig
-from appliance.ingest.frames import Frame
 from appliance.inference.store import ModelStore
+from appliance.ingest.frames import Frame
 from appliance.reads import BBox, FleetIdRead, Observation, Read, TextLine
 from appliance.store.db import Store
 
@@ -56,7 +56,7 @@ class Readers:
         store = ModelStore(config.models.root) if config.models.root else ModelStore()
         ocr = OcrEngine.from_store(store, intra_op_threads=config.analyzers.ocr_threads)
         a = config.analyzers
-        codes = CodeReader(max_payload_bytes=a.codes.max_payload_bytes) if a.codes.enabled else None
+        codes = CodeReader(CodeReaderConfig(max_payload_bytes=a.codes.max_payload_bytes)) if a.codes.enabled else None
         return cls(
             ocr=ocr,
             plates=PlateReader(ocr) if a.plates.enabled else None,
