@@ -13,16 +13,18 @@ right so the boxed check digit joins the line; a vertical column is cut into cha
 are laid side by side (upright) before recognition.
 
 A number is a *read* only when the check digit holds on what the OCR said (letter/digit shape
-mapping such as O->0 allowed). When no hypothesis verifies, the reader still returns the best
-check-digit-valid candidates, with a confidence below :data:`VERIFIED_CONFIDENCE`, so the lane
-can match them against the manifest.
+mapping such as O->0 allowed, a couple at most). When no hypothesis verifies, the reader still
+returns the best check-digit-valid candidates as one ``ContainerRead`` whose confidence is below
+:data:`VERIFIED_CONFIDENCE` (``number`` is the top candidate, ``candidates`` all of them), so the
+lane can match them against the manifest; :func:`is_verified` tells the two apart. Every number
+returned, read or candidate, passes the check digit.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -142,23 +144,18 @@ def _same_column(a: _Token, b: _Token) -> bool:
     return abs(a.cx - b.cx) <= 0.6 * w and -0.5 * w <= gap <= 2.0 * w
 
 
-def _chains(tokens: list[_Token], linked: object, layout: Layout) -> list[_Assembly]:
-    """Contiguous runs of 2+ tokens where each links to the next, as assemblies."""
-    assert callable(linked)
+def _chains(tokens: list[_Token], linked: Callable[[_Token, _Token], bool], layout: Layout) -> list[_Assembly]:
+    """Runs of 2 to 4 tokens, each linked to the next (nearest first), as assemblies."""
     out: list[_Assembly] = []
-    for start, first in enumerate(tokens):
+    for first in tokens:
         chain = [first]
-        while True:
-            nexts = [t for t in tokens if t not in chain and linked(chain[-1], t)]
+        while len(chain) < 4:
+            last = chain[-1]
+            nexts = [t for t in tokens if all(t is not c for c in chain) and linked(last, t)]
             if not nexts:
                 break
-            nearest = min(nexts, key=lambda t: abs(t.box.x - chain[-1].box.x) + abs(t.box.y - chain[-1].box.y))
-            chain.append(nearest)
-            if len(chain) >= 2:
-                out.append(_Assembly(tuple(chain), layout))
-            if len(chain) >= 4:
-                break
-        del start
+            chain.append(min(nexts, key=lambda t: abs(t.box.x - last.box.x) + abs(t.box.y - last.box.y)))
+            out.append(_Assembly(tuple(chain), layout))
     return out
 
 
@@ -185,6 +182,12 @@ def assemble(lines: Sequence[TextLine]) -> list[_Assembly]:
 # --------------------------------------------------------------------------------------------
 # Re-reading crops
 # --------------------------------------------------------------------------------------------
+
+
+def _overlap(a: BBox | None, b: BBox | None) -> bool:
+    if a is None or b is None:
+        return False
+    return a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h
 
 
 def _crop(image: np.ndarray, box: BBox) -> np.ndarray:
@@ -236,35 +239,35 @@ def _group_rows(boxes: list[_Box]) -> list[_Box]:
     return [(g[0], g[1], g[2], g[3]) for g in groups]
 
 
-def column_characters(crop: np.ndarray) -> list[_Box]:
+def column_characters(crop: np.ndarray, bright: bool) -> list[_Box]:
     """Boxes of the characters of a vertical (one character per line) column, top to bottom.
 
-    Both polarities are tried (white paint on a dark box, dark on light); the one giving more
-    characters of one consistent height wins.
+    ``bright``: light paint on a darker box (else dark on light). Blobs far from the typical
+    character height, or wider than tall, are dropped.
     """
     if crop.size == 0:
         return []
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-    best: list[_Box] = []
-    best_score = 0
+    chars = _group_rows(_char_components(gray, bright))
+    if not chars:
+        return []
+    heights = sorted(b[3] - b[1] for b in chars)
+    typical = heights[len(heights) // 2]
+    return [b for b in chars if 0.5 * typical <= b[3] - b[1] <= 1.7 * typical and b[2] - b[0] <= 1.3 * typical]
+
+
+def column_strips(crop: np.ndarray, height: int = 48) -> list[np.ndarray]:
+    """The column laid out as one upright line, for each polarity that finds 5+ characters."""
+    strips = []
     for bright in (True, False):
-        chars = _group_rows(_char_components(gray, bright))
-        if not chars:
-            continue
-        heights = sorted(b[3] - b[1] for b in chars)
-        typical = heights[len(heights) // 2]
-        score = sum(0.75 * typical <= b[3] - b[1] <= 1.3 * typical for b in chars)
-        if score > best_score:
-            best_score = score
-            best = [
-                b for b in chars if 0.5 * typical <= b[3] - b[1] <= 1.7 * typical and b[2] - b[0] <= 1.3 * typical
-            ]
-    return best
+        strip = column_strip(crop, column_characters(crop, bright), height)
+        if strip is not None:
+            strips.append(strip)
+    return strips
 
 
-def column_strip(crop: np.ndarray, height: int = 48) -> np.ndarray | None:
-    """A vertical one-character-per-line column laid out as one upright horizontal line."""
-    chars = column_characters(crop)
+def column_strip(crop: np.ndarray, chars: list[_Box], height: int = 48) -> np.ndarray | None:
+    """The characters of a vertical column side by side, upright, as one text line."""
     if len(chars) < 5:
         return None
     background = np.median(crop.reshape(-1, 3), axis=0).astype(np.uint8).tolist()
@@ -300,8 +303,12 @@ class _Hypothesis:
 class ReaderSettings:
     max_side: int = 960  # detector input for the whole frame
     fallback_max_side: int = 1600  # second, finer pass when the first finds no verified read (0: off)
+    fallback_with_lines: bool = False  # ... also when the caller shares its OCR lines
     n_candidates: int = 5
-    min_candidate_likelihood: float = 0.45  # unverified candidate sets below this are dropped
+    # Candidate sets (nothing verified) keep only numbers this likely (geometric mean per
+    # character): one look-alike swap or a missing check digit pass, invented letters do not.
+    min_candidate_likelihood: float = 0.55
+    max_candidate_corrections: int = 1  # ... and at most this many characters changed
     size_type_radius: float = 9.0  # how far (in character sizes) a size/type code may be
 
 
@@ -314,21 +321,25 @@ class ContainerReader:
 
     # -- public ----------------------------------------------------------------------------
 
-    def read(self, image: np.ndarray) -> tuple[ContainerRead, ...]:
-        """Container numbers in the frame, verified reads first (by confidence)."""
+    def read(self, image: np.ndarray, lines: Sequence[TextLine] | None = None) -> tuple[ContainerRead, ...]:
+        """Container numbers in the frame: verified reads by confidence, or one candidate set.
+
+        ``lines``: OCR lines the caller already has for this frame (the lane OCRs a frame once
+        for all readers). Without them the reader runs the OCR itself at ``max_side`` and, when
+        nothing verifies, once more at ``fallback_max_side``; with them, the finer pass only
+        runs when ``fallback_with_lines`` is set (it costs about a second a frame on a small CPU).
+        """
         image = check_image(image, "container reader")
-        lines = self.engine.read(image, max_side=self.settings.max_side)
+        shared = lines is not None
+        if lines is None:
+            lines = self.engine.read(image, max_side=self.settings.max_side)
         reads = self._read_lines(image, lines)
-        if self.settings.fallback_max_side and not any(is_verified(r) for r in reads):
-            log.debug("no verified container number at %d px; trying %d px",
-                      self.settings.max_side, self.settings.fallback_max_side)
+        fallback = self.settings.fallback_max_side and (not shared or self.settings.fallback_with_lines)
+        if fallback and not any(is_verified(r) for r in reads):
+            log.debug("no verified container number; OCR again at %d px", self.settings.fallback_max_side)
             finer = self.engine.read(image, max_side=self.settings.fallback_max_side)
             reads = self._merge(reads, self._read_lines(image, finer))
         return reads
-
-    def read_lines(self, image: np.ndarray, lines: Sequence[TextLine]) -> tuple[ContainerRead, ...]:
-        """Like :meth:`read` but on OCR lines the caller already has for this image."""
-        return self._read_lines(check_image(image, "container reader"), lines)
 
     # -- pipeline --------------------------------------------------------------------------
 
@@ -337,17 +348,20 @@ class ContainerReader:
         first = [self._score(_Hypothesis(a.text, a.alts, a.confidence, a.box, a.layout)) for a in assemblies]
         doubtful = [a for a, h in zip(assemblies, first, strict=True) if self._worth_rereading(a, h)]
         rereads = [self._score(h) for h in self._rereads(image, doubtful)]
-        reads = self._decide([h for h in first + rereads if h.ranked])
-        return tuple(self._with_size_type(r, lines) for r in reads)
+        return tuple(self._decide([h for h in first + rereads if h.ranked], lines))
 
     def _worth_rereading(self, asm: _Assembly, hyp: _Hypothesis) -> bool:
-        """Not verified yet, but number-like enough to spend a crop re-read on."""
+        """Not verified yet, but number-like enough to spend a crop re-read on.
+
+        Columns always are: the detector reads them sideways, often upside down.
+        """
+        if hyp.ranked and hyp.ranked[0].verified:
+            return False
+        if asm.layout == "vertical":
+            return True
         if hyp.ranked:
-            top = hyp.ranked[0]
-            return not top.verified and top.likelihood >= 0.6 * self.settings.min_candidate_likelihood
-        clean = "".join(t.clean for t in asm.tokens)
-        digits = sum(c.isdigit() for c in clean)
-        return asm.layout == "vertical" or digits >= 5
+            return hyp.ranked[0].likelihood >= 0.6 * self.settings.min_candidate_likelihood
+        return sum(c.isdigit() for t in asm.tokens for c in t.clean) >= 5
 
     def _score(self, hyp: _Hypothesis) -> _Hypothesis:
         ranked = iso6346.scored_candidates(hyp.text, hyp.alts, n=self.settings.n_candidates)
@@ -357,9 +371,9 @@ class ContainerReader:
         crops: list[np.ndarray] = []
         meta: list[tuple[BBox, str]] = []
         for asm in assemblies:
-            for crop, box, source in self._reread_crops(image, asm):
+            for crop, _region, source in self._reread_crops(image, asm):
                 crops.append(crop)
-                meta.append((box, source))
+                meta.append((asm.box, source))
         if not crops:
             return []
         recognitions = self.engine.recognizer.recognize(crops)
@@ -380,8 +394,7 @@ class ContainerReader:
             up = 0.6 * w + missing * pitch
             down = 2.6 * w + missing * pitch
             region = BBox(int(box.x - 0.25 * w), int(box.y - up), int(box.w + 0.5 * w), int(box.h + up + down))
-            strip = column_strip(_crop(image, region))
-            return [(strip, region, "column")] if strip is not None else []
+            return [(strip, region, "column") for strip in column_strips(_crop(image, region))]
         if asm.layout == "stacked":
             # Re-read as one line: each row widened to the right (boxed check digit), side by side.
             rows = [_crop(image, _widen_line(t.box, right=2.2 if i else 0.2)) for i, t in enumerate(asm.tokens)]
@@ -395,29 +408,42 @@ class ContainerReader:
         crop = _crop(image, wide)
         return [(crop, wide, "line-reread")] if crop.size else []
 
-    def _decide(self, hyps: list[_Hypothesis]) -> list[ContainerRead]:
-        """Verified numbers (voted over hypotheses) and, failing those, candidate sets."""
+    def _decide(self, hyps: list[_Hypothesis], lines: Sequence[TextLine]) -> list[ContainerRead]:
+        """Verified numbers (voted over hypotheses) and, failing those, one candidate set;
+        each with the size/type code painted nearest to where it was read."""
         verified: dict[str, list[_Hypothesis]] = {}
         for h in hyps:
             top = h.ranked[0]
             if top.verified:
                 verified.setdefault(top.number, []).append(h)
-        reads = [self._verified_read(number, support) for number, support in verified.items()]
+        if not verified:
+            unverified = self._candidate_read(hyps)
+            if unverified is None:
+                return []
+            return [self._with_size_type(unverified, [unverified.bbox], lines)]
+        reads = [
+            self._with_size_type(self._verified_read(number, support), [h.box for h in support], lines)
+            for number, support in verified.items()
+        ]
         reads.sort(key=lambda r: -r.confidence)
-        if reads:
-            return reads
-        unverified = self._candidate_read(hyps)
-        return [unverified] if unverified is not None else []
+        return [self._with_rivals(r, reads) for r in reads]
 
-    def _verified_read(self, number: str, support: list[_Hypothesis]) -> ContainerRead:
+    @staticmethod
+    def _verified_read(number: str, support: list[_Hypothesis]) -> ContainerRead:
+        """Confidence 0.5..1: the best supporting OCR confidence, a little more when
+        different readings (detector line, re-read crop, column strip) agree."""
         best = max(support, key=lambda h: h.confidence)
         agreeing = len({h.source for h in support})
         confidence = 0.5 + 0.5 * best.confidence * min(1.0, 0.8 + 0.1 * agreeing)
-        alternatives: list[str] = []
-        for h in support:
-            alternatives += [c.number for c in h.ranked[1:] if c.number != number]
-        candidates = tuple(dict.fromkeys(alternatives))[: self.settings.n_candidates - 1]
-        return ContainerRead(number, min(1.0, confidence), best.box, None, candidates)
+        return ContainerRead(number, min(1.0, confidence), best.box)
+
+    @staticmethod
+    def _with_rivals(read: ContainerRead, reads: list[ContainerRead]) -> ContainerRead:
+        """Other verified numbers read at the same place become the read's candidates."""
+        rivals = tuple(r.number for r in reads if r is not read and _overlap(r.bbox, read.bbox))
+        if not rivals:
+            return read
+        return ContainerRead(read.number, read.confidence, read.bbox, read.size_type, rivals)
 
     def _candidate_read(self, hyps: list[_Hypothesis]) -> ContainerRead | None:
         """One candidate set from the unverified hypotheses (probability mass pooled)."""
@@ -425,7 +451,10 @@ class ContainerReader:
         boxes: dict[str, BBox] = {}
         for h in hyps:
             for cand in h.ranked:
-                if cand.likelihood < self.settings.min_candidate_likelihood:
+                if (
+                    cand.likelihood < self.settings.min_candidate_likelihood
+                    or cand.corrections > self.settings.max_candidate_corrections
+                ):
                     continue
                 mass[cand.number] = mass.get(cand.number, 0.0) + math.exp(cand.logp)
                 boxes.setdefault(cand.number, h.box)
@@ -443,15 +472,17 @@ class ContainerReader:
 
     # -- size/type -------------------------------------------------------------------------
 
-    def _with_size_type(self, read: ContainerRead, lines: Sequence[TextLine]) -> ContainerRead:
-        size_type = self._size_type_near(read.bbox, lines)
-        if size_type is None:
+    def _with_size_type(
+        self, read: ContainerRead, boxes: Sequence[BBox | None], lines: Sequence[TextLine]
+    ) -> ContainerRead:
+        codes = [self._size_type_near(box, lines) for box in boxes if box is not None]
+        found = min((c for c in codes if c is not None), default=None)
+        if found is None:
             return read
-        return ContainerRead(read.number, read.confidence, read.bbox, size_type, read.candidates)
+        return ContainerRead(read.number, read.confidence, read.bbox, found[1], read.candidates)
 
-    def _size_type_near(self, box: BBox | None, lines: Sequence[TextLine]) -> str | None:
-        if box is None:
-            return None
+    def _size_type_near(self, box: BBox, lines: Sequence[TextLine]) -> tuple[float, str] | None:
+        """The most likely size/type code near ``box``: (score, code), lower score better."""
         char = max(4.0, min(box.w, box.h))
         cx, cy = box.x + box.w / 2, box.y + box.h / 2
         best: tuple[float, str] | None = None
@@ -467,4 +498,4 @@ class ContainerReader:
             score = dist / char - 2.0 * found[1]
             if best is None or score < best[0]:
                 best = (score, found[0])
-        return best[1] if best else None
+        return best

@@ -165,7 +165,8 @@ def is_valid_size_type(code: str) -> bool:
 # OCR normalisation
 # --------------------------------------------------------------------------------------------
 
-# Circled / boxed / full-width digits that recognisers emit for the boxed check digit.
+# Circled digits that recognisers emit for the boxed check digit (NFKC folds ① and full-width
+# forms, not the negative/dingbat circles).
 _SPECIAL_DIGITS: dict[str, str] = {
     **{chr(0x2460 + i): str(i + 1) for i in range(9)},  # ①..⑨
     **{chr(0x2776 + i): str(i + 1) for i in range(9)},  # ❶..❾
@@ -210,8 +211,8 @@ def clean(text: str, alternatives: Alternatives | None = None) -> list[list[tupl
                 norm = normalize_char(alt)
                 if norm:
                     options[norm] = max(options.get(norm, 0.0), float(prob))
-        if top not in options:
-            options[top] = max(options.values(), default=DEFAULT_P) if not use_alts else DEFAULT_P
+        if top not in options:  # no alternatives, or the top choice folded away
+            options[top] = DEFAULT_P
         ranked = sorted(options.items(), key=lambda kv: (kv[0] != top, -kv[1]))
         out.append(ranked)
     return out
@@ -239,11 +240,11 @@ TO_DIGIT: dict[str, str] = {
 TO_LETTER: dict[str, str] = {
     "0": "O", "1": "I", "2": "Z", "4": "A", "5": "S", "6": "G", "7": "T", "8": "B",
 }  # fmt: skip
-TO_CATEGORY: dict[str, str] = {"V": "U", "W": "U", "O": "U", "0": "U"}
+TO_CATEGORY: dict[str, str] = {"V": "U"}  # O/0/W for U are look-alikes only: seal serials have digits there
 # Look-alike pairs (either way round) that OCR confuses beyond the letter/digit shape mapping.
 SIMILAR_PAIRS = (
     "08 06 09 0U 0C 0D 0Q 17 1J 1L 2Z 27 35 38 39 3B 56 58 68 6B 89 8S 9G 4A 7Y "
-    "OQ OD OC OU CG DQ IL IT IJ EF EB FP HN HM MN MW NW KX PR BR UV VW VY"
+    "OQ OD OC OU CG DQ IL IT IJ EF EB FP HN HM MN MW NW KX PR BR UV UW VW VY"
 )
 
 
@@ -410,7 +411,8 @@ class _Alignment:
 def _alignments(m: int) -> Iterable[_Alignment]:
     """Ways to map 11 slots onto ``m`` observed characters.
 
-    Junk at either end may be trimmed; at most one character is inserted or deleted inside.
+    Junk at either end may be trimmed; at most one character is inserted (serial or check
+    digit) or deleted inside.
     """
     log_trim, log_del = math.log(TRIM_P), math.log(DELETE_P)
     for start in range(m - NUMBER_LENGTH + 1):  # exact windows
@@ -428,8 +430,9 @@ def _alignments(m: int) -> Iterable[_Alignment]:
             break
         trimmed = m - (NUMBER_LENGTH - 1)
         window = list(range(start, start + NUMBER_LENGTH - 1))
-        for gap in range(NUMBER_LENGTH):
-            # The inserted slot carries its own penalty (and counts as a correction).
+        for gap in range(4, NUMBER_LENGTH):
+            # No invented owner/category letter: any 3 letters + 7 digits (a seal serial) would
+            # become a number. The inserted slot carries its own penalty and counts as a correction.
             yield _Alignment((*window[:gap], None, *window[gap:]), trimmed * log_trim, 0, trimmed)
 
 

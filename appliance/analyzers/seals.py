@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import cv2
@@ -29,18 +29,24 @@ import numpy as np
 
 from appliance.analyzers import iso6346
 from appliance.analyzers.ocr import OcrEngine, check_image
+from appliance.errors import ConfigError
 from appliance.reads import BBox, CodeRead, SealRead, TextLine
 
 log = logging.getLogger(__name__)
 
-#: Seal serials: a short manufacturer/owner prefix then digits (``VNH1234567``).
-DEFAULT_SERIAL_PATTERN = r"[A-Z]{1,4}[0-9]{5,10}"
+#: Seal serials: a short manufacturer/owner prefix then digits (``VNH1234567``). Two letters
+#: at least and six digits at least, so that plates (``51R14139``, ``AD12345``) never match.
+DEFAULT_SERIAL_PATTERN = r"[A-Z]{2,4}[0-9]{6,9}"
 
 CONF_BOTH = 0.97
 CONF_CODE_ONLY = 0.85
 CONF_OCR_SCALE = 0.8  # OCR-only confidence = recogniser confidence x this
 CONF_DISAGREE_NEAR = 0.7  # code wins; OCR differs by one character
 CONF_DISAGREE_FAR = 0.5  # code wins; OCR read something else entirely
+
+# A container number, whole or with its first letters or check digit missed (``GHU8871530``):
+# seal prefixes ending in U, J or Z lose out, the price of never taking the door's number.
+_CONTAINER_LIKE = re.compile(r"[A-Z]{1,3}[UJZ][0-9]{6,7}")
 
 #: Lab chroma (distance from the surroundings) above which a crop shows a seal head.
 COLOUR_THRESHOLD = 20.0
@@ -69,23 +75,44 @@ class _Evidence:
 class SealReader:
     """Seal serials (OCR + barcode/QR, fused) and seal presence in a seal region."""
 
-    def __init__(self, engine: OcrEngine, code_reader: CodeSource | None = None, settings: SealSettings | None = None):
+    def __init__(
+        self,
+        engine: OcrEngine,
+        code_reader: CodeSource | None = None,
+        settings: SealSettings | None = None,
+        *,
+        serial_pattern: str | None = None,
+    ):
+        """``serial_pattern`` (a regular expression a whole serial must match) overrides the settings'."""
         self.engine = engine
         self.code_reader = code_reader
-        self.settings = settings or SealSettings()
-        self._pattern = re.compile(self.settings.serial_pattern)
+        settings = settings or SealSettings()
+        if serial_pattern is not None:
+            settings = replace(settings, serial_pattern=serial_pattern)
+        self.settings = settings
+        try:
+            self._pattern = re.compile(settings.serial_pattern)
+        except re.error as exc:
+            raise ConfigError(f"seals.serial_pattern {settings.serial_pattern!r} is not a valid regex: {exc}") from exc
 
-    def read(self, image: np.ndarray, region: BBox | None = None) -> tuple[SealRead, ...]:
+    def read(
+        self, image: np.ndarray, region: BBox | None = None, lines: Sequence[TextLine] | None = None
+    ) -> tuple[SealRead, ...]:
         """The seals in ``region`` of ``image`` (the whole image when None), best first.
 
-        Always returns at least one SealRead: a serial-less one with ``present=False`` when
-        nothing seal-like was found.
+        ``lines``: OCR lines the caller already has for the whole ``image`` (frame pixels), to
+        save a second OCR pass; those centred in ``region`` are used. Always returns at least
+        one SealRead: a serial-less one with ``present=False`` when nothing seal-like was found.
         """
         image = check_image(image, "seal reader")
         crop, (dx, dy) = _region_crop(image, region)
         if crop.size == 0:
             return (SealRead(None, False, 0.0, region, "none"),)
-        ocr = self._ocr_serials(crop)
+        if lines is None:
+            crop_lines = self.engine.read(crop, max_side=self.settings.max_side)
+        else:
+            crop_lines = _lines_within(lines, dx, dy, crop.shape[1], crop.shape[0])
+        ocr = self._ocr_serials(crop_lines)
         codes = self._code_serials(crop)
         reads = _fuse(ocr, codes)
         if not reads:
@@ -93,13 +120,13 @@ class SealReader:
         return tuple(_shift(r, dx, dy, region) for r in reads)
 
     def is_serial(self, text: str) -> bool:
-        """True when ``text`` looks like a seal serial (and not like a container number)."""
-        return bool(self._pattern.fullmatch(text)) and not iso6346.is_valid(text)
+        """True when ``text`` looks like a seal serial and not like a container number, whole or
+        partly read (``TGHU887153``, ``GHU8871530``: the number on the door)."""
+        return bool(self._pattern.fullmatch(text)) and not _CONTAINER_LIKE.fullmatch(text)
 
     # -- evidence --------------------------------------------------------------------------
 
-    def _ocr_serials(self, crop: np.ndarray) -> list[_Evidence]:
-        lines = self.engine.read(crop, max_side=self.settings.max_side)
+    def _ocr_serials(self, lines: Sequence[TextLine]) -> list[_Evidence]:
         found: dict[str, _Evidence] = {}
         for text, confidence, bbox in _line_texts(lines):
             if confidence < self.settings.min_ocr_confidence:
@@ -110,14 +137,21 @@ class SealReader:
         return sorted(found.values(), key=lambda e: -e.confidence)
 
     def _serial_in(self, text: str) -> str | None:
-        """The serial in an OCR string: as read, or with letter/digit look-alikes mapped."""
-        compact = re.sub(r"[^A-Z0-9]", "", "".join(iso6346.normalize_char(c) for c in text))
-        for variant in (compact, *_shape_variants(compact)):
-            if self.is_serial(variant):
-                return variant
-        match = self._pattern.search(compact)  # "SEAL NO VNH1234567"
-        if match and self.is_serial(match.group(0)):
-            return match.group(0)
+        """The serial in an OCR string: as read, or with letter/digit look-alikes mapped.
+
+        The whole line (spaces dropped) is tried first, then each separated word, so that
+        ``SEAL NO: VNH1234567`` gives ``VNH1234567`` and not ``NOVNH...``.
+        """
+        spaced = "".join(iso6346.normalize_char(c) or " " for c in text)
+        words = [w for w in spaced.split(" ") if w]
+        for chunk in ("".join(words), *words):
+            if self._pattern.fullmatch(chunk):  # read as a serial: take it as it is, or not at all
+                if self.is_serial(chunk):
+                    return chunk
+                continue
+            for variant in _shape_variants(chunk):  # fewest changes first
+                if self.is_serial(variant):
+                    return variant
         return None
 
     def _code_serials(self, crop: np.ndarray) -> list[_Evidence]:
@@ -218,6 +252,18 @@ def _region_crop(image: np.ndarray, region: BBox | None) -> tuple[np.ndarray, tu
     return image[y0:y1, x0:x1], (x0, y0)
 
 
+def _lines_within(lines: Sequence[TextLine], dx: int, dy: int, w: int, h: int) -> list[TextLine]:
+    """Frame lines centred inside the crop at (dx, dy) of size w x h, in crop pixels."""
+    out = []
+    for line in lines:
+        b = line.bbox
+        cx, cy = b.x + b.w / 2 - dx, b.y + b.h / 2 - dy
+        if 0 <= cx < w and 0 <= cy < h:
+            box = BBox(b.x - dx, b.y - dy, b.w, b.h)
+            out.append(TextLine(line.text, line.confidence, box, (), line.alternatives))
+    return out
+
+
 def _shift(read: SealRead, dx: int, dy: int, region: BBox | None) -> SealRead:
     box = read.bbox
     if box is not None:
@@ -247,14 +293,16 @@ def _union(a: BBox, b: BBox) -> BBox:
 
 
 def _shape_variants(text: str) -> list[str]:
-    """``text`` read as letters-then-digits at each split, look-alikes mapped (O->0, 5->S ...)."""
-    variants: list[str] = []
+    """``text`` read as letters-then-digits at each split, look-alikes mapped (O->0, 5->S ...),
+    fewest changed characters first."""
+    variants: dict[str, int] = {}
     for split in range(1, min(5, len(text))):
         head = "".join(iso6346.TO_LETTER.get(c, c) for c in text[:split])
         tail = "".join(iso6346.TO_DIGIT.get(c, c) for c in text[split:])
-        if head + tail != text:
-            variants.append(head + tail)
-    return variants
+        variant = head + tail
+        if variant != text:
+            variants[variant] = sum(a != b for a, b in zip(variant, text, strict=True))
+    return sorted(variants, key=lambda v: variants[v])
 
 
 def seal_colour_score(crop: np.ndarray) -> float:
