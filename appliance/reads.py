@@ -108,8 +108,9 @@ class PlateRead:
 class ContainerRead:
     """An ISO 6346 container number whose check digit holds.
 
-    ``candidates`` holds other check-digit-valid numbers the OCR could also mean,
-    best first, when the read was ambiguous.
+    ``verified`` is True when the check digit held on the text as read (a read). When it is
+    False the OCR text did not verify and ``number`` is only the most likely of the
+    check-digit-valid ``candidates`` (best first): the lane must not treat it as a read.
     """
 
     number: str
@@ -117,6 +118,7 @@ class ContainerRead:
     bbox: BBox | None
     size_type: str | None = None
     candidates: tuple[str, ...] = ()
+    verified: bool = True
 
     def __post_init__(self) -> None:
         _check_confidence(self.confidence)

@@ -46,7 +46,7 @@ Layout = Literal["line", "stacked", "vertical", "single"]
 
 def is_verified(read: ContainerRead) -> bool:
     """True when the read's check digit held on the OCR text (not a candidate set)."""
-    return read.confidence >= VERIFIED_CONFIDENCE
+    return read.verified and read.confidence >= VERIFIED_CONFIDENCE
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,7 +443,7 @@ class ContainerReader:
         rivals = tuple(r.number for r in reads if r is not read and _overlap(r.bbox, read.bbox))
         if not rivals:
             return read
-        return ContainerRead(read.number, read.confidence, read.bbox, read.size_type, rivals)
+        return ContainerRead(read.number, read.confidence, read.bbox, read.size_type, rivals, read.verified)
 
     def _candidate_read(self, hyps: list[_Hypothesis]) -> ContainerRead | None:
         """One candidate set from the unverified hypotheses (probability mass pooled)."""
@@ -463,7 +463,7 @@ class ContainerReader:
         ranked = sorted(mass, key=lambda k: -mass[k])[: self.settings.n_candidates]
         share = mass[ranked[0]] / sum(mass[k] for k in ranked)
         confidence = UNVERIFIED_MAX_CONFIDENCE * share
-        return ContainerRead(ranked[0], confidence, boxes[ranked[0]], None, tuple(ranked))
+        return ContainerRead(ranked[0], confidence, boxes[ranked[0]], None, tuple(ranked), verified=False)
 
     def _merge(self, first: tuple[ContainerRead, ...], second: tuple[ContainerRead, ...]) -> tuple[ContainerRead, ...]:
         if any(is_verified(r) for r in second):
@@ -479,7 +479,7 @@ class ContainerReader:
         found = min((c for c in codes if c is not None), default=None)
         if found is None:
             return read
-        return ContainerRead(read.number, read.confidence, read.bbox, found[1], read.candidates)
+        return ContainerRead(read.number, read.confidence, read.bbox, found[1], read.candidates, read.verified)
 
     def _size_type_near(self, box: BBox, lines: Sequence[TextLine]) -> tuple[float, str] | None:
         """The most likely size/type code near ``box``: (score, code), lower score better."""

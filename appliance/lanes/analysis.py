@@ -106,10 +106,14 @@ class FrameAnalyzer:
         if role == "front":
             reads += read_fleet_ids(lines)
             return reads
-        if r.containers:
-            reads += r.containers.read(image, lines=lines)
+        containers = r.containers.read(image, lines=lines) if r.containers else ()
+        reads += containers
         if r.seals:
-            reads += r.seals.read(image, lines=lines)
+            seals = r.seals.read(image, lines=lines)
+            # "No seal" only counts on frames where the doors were read clearly, so a seal
+            # that is merely too far away or too small is never taken for a missing one.
+            doors_seen = any(c.verified for c in containers)
+            reads += [s for s in seals if s.present or doors_seen]
         return reads
 
     def analyze(self, role: str, frame: Frame) -> list[Observation]:

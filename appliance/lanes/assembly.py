@@ -145,7 +145,7 @@ class LaneAssembler:
                        if r != "front" and isinstance(o.read, PlateRead)]
         fleet = [(o.read.text, o.read.confidence, o) for _, o in obs if isinstance(o.read, FleetIdRead)]
         container_votes = vote((o.read.number, o.read.confidence, o) for _, o in obs
-                               if isinstance(o.read, ContainerRead) and o.read.confidence > 0)
+                               if isinstance(o.read, ContainerRead) and o.read.verified)
         containers = []
         if container_votes:
             top = container_votes[0]
@@ -155,10 +155,10 @@ class LaneAssembler:
         candidates: list[str] = []
         if not containers:
             for _, o in obs:
-                if isinstance(o.read, ContainerRead):
+                if isinstance(o.read, ContainerRead) and not o.read.verified:
                     candidates += [c for c in o.read.candidates if c not in candidates]
         size_types = vote((o.read.size_type, o.read.confidence, o) for _, o in obs
-                          if isinstance(o.read, ContainerRead) and o.read.size_type)
+                          if isinstance(o.read, ContainerRead) and o.read.verified and o.read.size_type)
         seals = [o for _, o in obs if isinstance(o.read, SealRead)]
         serial_votes = vote((o.read.serial, o.read.confidence, o) for o in seals
                             if isinstance(o.read, SealRead) and o.read.serial)
