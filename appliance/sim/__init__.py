@@ -64,7 +64,9 @@ def _prepare_out_dir(out_dir: Path, plan: LanePlan, overwrite: bool) -> None:
         raise SimulationError(f"--out {out_dir} exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
-            raise SimulationError(f"--out {out_dir} is not empty; choose an empty directory or pass overwrite")
+            raise SimulationError(
+                f"--out {out_dir} is not empty; choose an empty directory or pass overwrite=True (--overwrite)"
+            )
         # Remove only what a simulation writes (stale kiosk images would pollute the drop folder).
         for path in [*output_paths(out_dir, plan), *(out_dir / "kiosk").glob("*_V*.png")]:
             if path.is_file():

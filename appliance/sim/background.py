@@ -44,7 +44,7 @@ def background(camera: Camera, width: int, height: int, light: Light, weather: W
     else:
         img = vertical_gradient(height, width, (225, 200, 170), (205, 200, 195))
     if wet and not night:
-        img = cv2.addWeighted(img, 0.6, np.full_like(img, 170), 0.4, 0)
+        img = np.asarray(cv2.addWeighted(img, 0.6, np.full_like(img, 170), 0.4, 0), np.uint8)
     # Tree line and low buildings on the horizon.
     hills = np.cumsum(rng.normal(0, 1.2, width)) * height / 900
     hills = hills - hills.mean()
@@ -60,9 +60,11 @@ def background(camera: Camera, width: int, height: int, light: Light, weather: W
         if night:
             for _ in range(4):
                 wx, wy = int(bx + rng.uniform(0.1, 0.9) * bw), int(y_h - rng.uniform(0.2, 0.9) * bh)
-                cv2.rectangle(img, (wx, wy), (wx + max(2, width // 400), wy + max(2, height // 300)), (90, 200, 230), -1)
+                cv2.rectangle(
+                    img, (wx, wy), (wx + max(2, width // 400), wy + max(2, height // 300)), (90, 200, 230), -1
+                )
     _road(img, camera, y_h, night, wet, rng)
-    _canopy(img, camera, night, rng)
+    _canopy(img, camera, night)
     out = np.ascontiguousarray(img)
     out.setflags(write=False)
     return out
@@ -75,12 +77,12 @@ def _road(img: U8, camera: Camera, y_h: int, night: bool, wet: bool, rng: np.ran
     small = rng.normal(0, 1, (max(2, road_h // 6), max(2, width // 6))).astype(np.float32)
     texture = cv2.resize(small, (width, road_h), interpolation=cv2.INTER_LINEAR)
     fine = cv2.resize(rng.normal(0, 1, (max(2, road_h // 2), max(2, width // 2))).astype(np.float32), (width, road_h))
-    grey = base + texture * (4 if night else 7) + fine * (3 if night else 6)
+    grey = base + texture * (2.5 if night else 7) + fine * (2 if night else 6)
     depth = np.linspace(0.85, 1.1, road_h, dtype=np.float32)[:, None]
     grey = grey * depth
     road = np.clip(np.dstack([grey, grey, grey * (1.02 if not night else 0.95)]), 0, 255).astype(np.uint8)
     if night:  # sodium lamps: an orange cast on the road
-        road = cv2.addWeighted(road, 1.0, np.full_like(road, (10, 40, 70)), 0.5, 0)
+        road = np.asarray(cv2.addWeighted(road, 1.0, np.full_like(road, (6, 22, 40)), 0.5, 0), np.uint8)
     img[y_h:] = road
     paint = (215, 215, 215) if not night else (110, 110, 105)
     yellow = (40, 190, 230) if not night else (30, 90, 110)
@@ -109,24 +111,30 @@ def _road(img: U8, camera: Camera, y_h: int, night: bool, wet: bool, rng: np.ran
         xa, xb = ground_x(camera, width, height, yb, -1950), ground_x(camera, width, height, yb, 1950)
         cv2.rectangle(img, (int(xa), yb), (int(xb), yb + max(2, height // 120)), paint, -1)
     if wet:  # puddle sheen
-        sheen = np.clip(cv2.GaussianBlur(rng.normal(0, 1, (height - y_h, width)).astype(np.float32), (0, 0), width / 80) * 60, 0, 40)
+        sheen = np.clip(
+            cv2.GaussianBlur(rng.normal(0, 1, (height - y_h, width)).astype(np.float32), (0, 0), width / 80) * 60, 0, 40
+        )
         img[y_h:] = cv2.add(img[y_h:], np.dstack([sheen] * 3).astype(np.uint8))
 
 
-def _canopy(img: U8, camera: Camera, night: bool, rng: np.random.Generator) -> None:
+def _canopy(img: U8, camera: Camera, night: bool) -> None:
     """Gate canopy edge across the top, two poles, and a booth on one side."""
     height, width = img.shape[:2]
     roof = (70, 70, 72) if not night else (22, 22, 24)
     edge = int(height * (0.07 if camera == "front" else 0.05))
     cv2.rectangle(img, (0, 0), (width, edge), roof, -1)
-    cv2.rectangle(img, (0, edge), (width, edge + max(2, height // 90)), (150, 150, 150) if not night else (50, 50, 50), -1)
+    cv2.rectangle(
+        img, (0, edge), (width, edge + max(2, height // 90)), (150, 150, 150) if not night else (50, 50, 50), -1
+    )
     for k in range(6):
         lx = int(width * (0.1 + 0.16 * k))
         lamp = (230, 240, 245) if night else (200, 205, 210)
         cv2.rectangle(img, (lx, edge - height // 60), (lx + width // 14, edge - 2), lamp, -1)
         if night:
             glow = np.zeros((height // 3, width // 5), np.float32)
-            cv2.ellipse(glow, (glow.shape[1] // 2, 0), (glow.shape[1] // 2, glow.shape[0]), 0, 0, 180, 60.0, -1)
+            cv2.ellipse(
+                glow, (glow.shape[1] // 2, 0), (glow.shape[1] // 3, glow.shape[0] * 2 // 3), 0, 0, 180, 45.0, -1
+            )
             glow = cv2.GaussianBlur(glow, (0, 0), height / 40)
             gx0 = lx + width // 28 - glow.shape[1] // 2
             x0, x1 = max(0, gx0), min(width, gx0 + glow.shape[1])
@@ -178,6 +186,6 @@ def rain_layers(width: int, height: int, seed: int = 13) -> tuple[U8, ...]:
         for x, y, length, b in zip(xs, ys, lengths, bright, strict=True):
             dx, dy = 0.18 * length, length
             cv2.line(layer, (int(x), int(y)), (int(x + dx), int(y + dy)), int(b), max(1, width // 1500), cv2.LINE_AA)
-        layer = cv2.GaussianBlur(layer, (3, 3), 0)
+        layer = np.asarray(cv2.GaussianBlur(layer, (3, 3), 0), np.uint8)
         layers.append(np.ascontiguousarray(np.dstack([layer] * 3)))
     return tuple(layers)

@@ -54,9 +54,7 @@ def code128_modules(text: str) -> U8:
     return (row < 128).astype(np.uint8)
 
 
-def code128_image(
-    text: str, module_px: int = 2, height_px: int = 60, *, quiet: int = CODE128_QUIET_MODULES
-) -> U8:
+def code128_image(text: str, module_px: int = 2, height_px: int = 60, *, quiet: int = CODE128_QUIET_MODULES) -> U8:
     """A Code 128 barcode of ``text``: ``module_px`` pixels per module, ``height_px`` tall."""
     if module_px < 1 or height_px < 1:
         raise SimulationError(f"module_px and height_px must be >= 1, got {module_px}, {height_px}")

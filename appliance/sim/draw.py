@@ -36,7 +36,7 @@ def text_mask(text: str, role: FontRole = "latin_bold", px: int = _MASTER_PX) ->
     if not text:
         raise SimulationError("cannot draw empty text")
     fnt = font(role, px)
-    left, top, right, bottom = fnt.getbbox(text)
+    left, top, right, bottom = (int(v) for v in fnt.getbbox(text))
     w, h = max(1, right - left), max(1, bottom - top)
     img = Image.new("L", (w + 4, h + 4), 0)
     ImageDraw.Draw(img).text((2 - left, 2 - top), text, font=fnt, fill=255)
@@ -51,7 +51,7 @@ def text_mask(text: str, role: FontRole = "latin_bold", px: int = _MASTER_PX) ->
 
 def resize_mask(mask: U8, w: int, h: int) -> U8:
     """``mask`` resized to exactly ``w`` x ``h`` (area filter when shrinking)."""
-    w, h = max(1, int(round(w))), max(1, int(round(h)))
+    w, h = max(1, w), max(1, h)
     shrinking = w < mask.shape[1] or h < mask.shape[0]
     interp = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
     return np.asarray(cv2.resize(mask, (w, h), interpolation=interp), dtype=np.uint8)
@@ -95,12 +95,12 @@ def draw_text(
         tw, th = w, h
     elif fit in ("height", "condense"):
         th = h
-        tw = int(round(mw * h / mh))
+        tw = round(mw * h / mh)
         if fit == "condense":
             tw = min(tw, w)
     else:
         k = min(w / mw, h / mh)
-        tw, th = int(round(mw * k)), int(round(mh * k))
+        tw, th = round(mw * k), round(mh * k)
     if align == "left":
         tx = x
     elif align == "right":
@@ -128,9 +128,7 @@ def horizontal_gradient(h: int, w: int, left: BGR, right: BGR) -> U8:
     return np.ascontiguousarray(np.broadcast_to(col, (h, w, 3)).astype(np.uint8))
 
 
-def rounded_rect(
-    img: U8, box: Box, radius: int, colour: BGR, thickness: int = -1
-) -> None:
+def rounded_rect(img: U8, box: Box, radius: int, colour: BGR, thickness: int = -1) -> None:
     """A rectangle with rounded corners; ``thickness`` -1 fills it."""
     x, y, w, h = box
     r = max(0, min(radius, w // 2, h // 2))
@@ -166,16 +164,6 @@ def paste(img: U8, patch: U8, x: int, y: int, alpha: NDArray[np.float32] | None 
     a = alpha[y0 - y : y1 - y, x0 - x : x1 - x, None]
     dst = img[y0:y1, x0:x1].astype(np.float32)
     img[y0:y1, x0:x1] = (dst + (src.astype(np.float32) - dst) * a).astype(np.uint8)
-
-
-def shade(img: U8, box: Box, factor: float) -> None:
-    """Multiply the pixels of ``box`` by ``factor`` (darken < 1 < brighten), clipped."""
-    x, y, w, h = box
-    x0, y0 = max(0, x), max(0, y)
-    x1, y1 = min(img.shape[1], x + w), min(img.shape[0], y + h)
-    if x1 <= x0 or y1 <= y0:
-        return
-    img[y0:y1, x0:x1] = cv2.convertScaleAbs(img[y0:y1, x0:x1], alpha=factor)
 
 
 def soft_blobs(

@@ -8,7 +8,7 @@ The simulator draws plate, container and document text with TrueType fonts (Pill
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -67,7 +67,7 @@ _CANDIDATES: dict[FontRole, tuple[tuple[str, ...], int, str]] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def font_path(role: FontRole) -> Path:
     """The first installed font file for ``role``; raises SimulationError if none is."""
     try:

@@ -203,9 +203,12 @@ def cn_authority(rng: random.Random, province: str) -> str:
 
 
 def cn_plate(rng: random.Random, province: str | None = None) -> str:
-    """A standard Chinese plate (7 characters), e.g. ``桂A12345``."""
+    """A standard Chinese plate (7 characters), e.g. ``桂A12345`` or ``桂AB3K45``.
+
+    Up to two letters among the first four order characters; the last is a digit.
+    """
     province = province or cn_province(rng)
-    return province + cn_authority(rng, province) + _cn_alnum(rng, 5)
+    return province + cn_authority(rng, province) + _cn_alnum(rng, 4) + rng.choice(CN_DIGITS)
 
 
 def cn_trailer_plate(rng: random.Random, province: str | None = None) -> str:

@@ -55,9 +55,16 @@ def _page(vehicle: Vehicle, when: float, rng: np.random.Generator, qr_module_px:
     pen = ImageDraw.Draw(sheet)
     ink = (INK[2], INK[1], INK[0])
 
-    def text(x_mm: float, y_mm: float, value: str, size_mm: float, role: FontRole = "latin_regular",
-             fill: tuple[int, int, int] = ink, centre: bool = False) -> None:
-        fnt = font(role, max(6, int(round(size_mm * r))))
+    def text(
+        x_mm: float,
+        y_mm: float,
+        value: str,
+        size_mm: float,
+        role: FontRole = "latin_regular",
+        fill: tuple[int, int, int] = ink,
+        centre: bool = False,
+    ) -> None:
+        fnt = font(role, max(6, round(size_mm * r)))
         x = x_mm * r
         if centre:
             x -= pen.textlength(value, font=fnt) / 2
@@ -135,5 +142,5 @@ def render_kiosk(vehicle: Vehicle, when: float, *, width: int = 1280, height: in
     photo = cv2.GaussianBlur(photo, (0, 0), float(rng.uniform(0.5, 0.9)))
     noise = noise_bank(width, height)[int(rng.integers(len(noise_bank(width, height))))]
     crop = noise[:height, :width]
-    out = cv2.addWeighted(photo.clip(0, 255).astype(np.uint8), 1.0, crop, 0.25, -32.0)
+    out = cv2.addWeighted(photo.clip(0, 255).astype(np.uint8), 1.0, crop, 0.15, -19.2)
     return np.asarray(out, np.uint8)

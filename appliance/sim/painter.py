@@ -24,18 +24,18 @@ class Painter:
         self.width_mm = width_mm
         self.height_mm = height_mm
         self.r = px_per_mm
-        self.w = int(round(width_mm * px_per_mm))
-        self.h = int(round(height_mm * px_per_mm))
+        self.w = round(width_mm * px_per_mm)
+        self.h = round(height_mm * px_per_mm)
         self.img: U8 = np.zeros((self.h, self.w, 3), np.uint8)
         self.alpha: U8 = np.zeros((self.h, self.w), np.uint8)
 
     # --- coordinates -------------------------------------------------------------------
     def px(self, mm: float) -> int:
-        return int(round(mm * self.r))
+        return round(mm * self.r)
 
     def y(self, h_mm: float) -> int:
         """Image row of a height above the ground."""
-        return int(round((self.height_mm - h_mm) * self.r))
+        return round((self.height_mm - h_mm) * self.r)
 
     def box(self, x: float, hb: float, w: float, h: float) -> Box:
         """Pixel box of a rectangle whose bottom-left corner is (x, hb) mm, w x h mm."""

@@ -88,8 +88,13 @@ def render_plate(plate: Plate, px_per_mm: float, *, dirt_seed: int | None = None
     return RenderedPlate(image, tuple(lines), px_per_mm)
 
 
-def _mm(r: float, *values: float) -> tuple[int, ...]:
-    return tuple(int(round(v * r)) for v in values)
+def _mm(r: float, x: float, y: float, w: float, h: float) -> Box:
+    """A box given in millimetres, in pixels at ``r`` px/mm."""
+    return (round(x * r), round(y * r), round(w * r), round(h * r))
+
+
+def _px(r: float, *values: float) -> tuple[int, ...]:
+    return tuple(round(v * r) for v in values)
 
 
 def _canvas(w: int, h: int, colour: BGR) -> U8:
@@ -98,14 +103,14 @@ def _canvas(w: int, h: int, colour: BGR) -> U8:
 
 def _frame(img: U8, r: float, colour: BGR, inset_mm: float = 3.0, line_mm: float = 1.8) -> None:
     h, w = img.shape[:2]
-    inset, thick, radius = _mm(r, inset_mm, line_mm, 7.0)
+    inset, thick, radius = _px(r, inset_mm, line_mm, 7.0)
     rounded_rect(img, (inset, inset, w - 2 * inset, h - 2 * inset), radius, colour, max(1, thick))
     # Plate edge and the two fixing screws.
     cv2.rectangle(img, (0, 0), (w - 1, h - 1), (90, 90, 90), max(1, int(r * 1.2)))
 
 
 def _screws(img: U8, r: float, xs_mm: tuple[float, float], y_mm: float) -> None:
-    rad = max(1, int(round(4.5 * r)))
+    rad = max(1, round(4.5 * r))
     for x_mm in xs_mm:
         centre = (int(x_mm * r), int(y_mm * r))
         cv2.circle(img, centre, rad, (170, 170, 170), -1, cv2.LINE_AA)
@@ -114,19 +119,21 @@ def _screws(img: U8, r: float, xs_mm: tuple[float, float], y_mm: float) -> None:
 
 def _vietnamese(plate: Plate, r: float) -> tuple[U8, list[Box]]:
     w_mm, h_mm = plate_size_mm(plate)
-    w, h = _mm(r, w_mm, h_mm)
+    w, h = _px(r, w_mm, h_mm)
     img = _canvas(w, h, VN_YELLOW if plate.colour == "yellow" else VN_WHITE)
     _frame(img, r, BLACK)
     lines: list[Box] = []
     if plate.layout == "one_line":
         _screws(img, r, (9.0, w_mm - 9.0), h_mm / 2)
         box = _mm(r, 16, 14, w_mm - 32, 82)
-        lines.append(draw_text(img, plate.text, box, BLACK, "latin_condensed_bold", fit="condense"))  # type: ignore[arg-type]
+        lines.append(draw_text(img, plate.text, box, BLACK, "latin_condensed_bold", fit="condense"))
     else:
         top, bottom = plate.text.split("-", 1)
         _screws(img, r, (40.0, w_mm - 40.0), 44.0)
-        lines.append(draw_text(img, top, _mm(r, 70, 11, w_mm - 140, 68), BLACK, "latin_condensed_bold", fit="condense"))  # type: ignore[arg-type]
-        lines.append(draw_text(img, bottom, _mm(r, 14, 88, w_mm - 28, 68), BLACK, "latin_condensed_bold", fit="condense"))  # type: ignore[arg-type]
+        lines.append(draw_text(img, top, _mm(r, 70, 11, w_mm - 140, 68), BLACK, "latin_condensed_bold", fit="condense"))
+        lines.append(
+            draw_text(img, bottom, _mm(r, 14, 88, w_mm - 28, 68), BLACK, "latin_condensed_bold", fit="condense")
+        )
     return img, lines
 
 
@@ -159,7 +166,7 @@ def _union(boxes: list[Box]) -> Box:
 
 def _chinese(plate: Plate, r: float) -> tuple[U8, list[Box]]:
     w_mm, h_mm = plate_size_mm(plate)
-    w, h = _mm(r, w_mm, h_mm)
+    w, h = _px(r, w_mm, h_mm)
     text = plate.text
     if plate.layout == "two_line":
         img, fg, border = _cn_background(plate, w, h, 0)
@@ -167,13 +174,11 @@ def _chinese(plate: Plate, r: float) -> tuple[U8, list[Box]]:
         _screws(img, r, (55.0, w_mm - 55.0), 45.0)
         top = [_cn_char(img, text[0], _mm(r, 110, 14, 80, 62), fg), _cn_char(img, text[1], _mm(r, 250, 14, 80, 62), fg)]
         rest = text[2:]
-        bottom = [
-            _cn_char(img, ch, _mm(r, 27.5 + i * 80, 94, 65, 110), fg) for i, ch in enumerate(rest)
-        ]
+        bottom = [_cn_char(img, ch, _mm(r, 27.5 + i * 80, 94, 65, 110), fg) for i, ch in enumerate(rest)]
         return img, [_union(top), _union(bottom)]
     eight = len(text) == 8
     cell_w, spacing, dot_gap, margin = (43.0, 9.0, 49.0, 16.5) if eight else (45.0, 12.0, 34.0, 15.5)
-    split_x = int(round((margin + 2 * cell_w + spacing + dot_gap / 2) * r))
+    split_x = round((margin + 2 * cell_w + spacing + dot_gap / 2) * r)
     img, fg, border = _cn_background(plate, w, h, split_x)
     _frame(img, r, border, inset_mm=3.0, line_mm=1.6)
     _screws(img, r, (margin + cell_w / 2 + 40, w_mm - margin - cell_w / 2 - 40), 12.0)
@@ -183,8 +188,8 @@ def _chinese(plate: Plate, r: float) -> tuple[U8, list[Box]]:
         boxes.append(_cn_char(img, ch, _mm(r, x, 25, cell_w, 90), fg))
         x += cell_w
         if i == 1:
-            cx, cy = _mm(r, x + dot_gap / 2, 70)
-            cv2.circle(img, (cx, cy), max(1, int(round(5 * r))), fg, -1, cv2.LINE_AA)
+            cx, cy = _px(r, x + dot_gap / 2, 70)
+            cv2.circle(img, (cx, cy), max(1, round(5 * r)), fg, -1, cv2.LINE_AA)
             x += dot_gap
         else:
             x += spacing

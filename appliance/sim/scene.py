@@ -6,10 +6,11 @@ mm and lateral offset ``x`` mm lands at ``(cx + s*x, y_h + s*(H_cam - h))`` wher
 the scale in pixels per mm. The front camera sees a vehicle approach and slow down
 (``s`` grows to ``NEAR_SCALE``); the rear camera sees it pull away (``s`` shrinks from it).
 
-Closest frames at 1920x1080: front plate characters 31-40 px tall; rear plate 30-47 px.
-The container number (125 mm characters) is fully in view from ``s`` ~0.33 down (std
-height) / ~0.28 (high cube), i.e. 35-41 px, a few frames after the closest one; the seal
-code keeps ~2.2 px per module in the closest rear frame.
+Closest frames at 1920x1080: front plate characters 31-40 px tall (VN 2-line / CN);
+rear plate 29 px (VN 2-line) to 47 px (CN 2-line lower line). The door marking (125 mm
+characters) is fully in view from ``s`` ~0.38 (standard height) / ~0.32 (high cube)
+down, i.e. 40-48 px characters a few frames after the closest one; the seal code keeps
+~2.2 px per module in the closest rear frame.
 
 Conditions: night (dark face and background, retroreflective plates, lamp glow), rain
 (streak layers, lower contrast), motion blur (vertical box kernel of ``blur_px``), dirt and
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 NEAR_SCALE = {"front": 0.45, "rear": 0.43}  # px per mm at 1080 rows, closest frame
 FAR_RATIO = {"front": 2.6, "rear": 2.5}  # distance of the farthest frame / the closest
 FACE_OVERSAMPLE = 1.15  # faces are drawn a bit finer than the closest frame needs
-NOISE_SIGMA = {"day": 0.25, "night": 0.6}  # multiples of the bank's sigma (~10 levels)
+NOISE_SIGMA = {"day": 0.15, "night": 0.35}  # multiples of the bank's sigma (~10 levels)
 
 
 @dataclass
@@ -72,7 +73,7 @@ def scale_at(camera: Camera, progress: float, height: int) -> float:
     return NEAR_SCALE[camera] * height / 1080.0 / d
 
 
-def prepare_face(vehicle: Vehicle, camera: Camera, width: int, height: int) -> PreparedFace:
+def prepare_face(vehicle: Vehicle, camera: Camera, height: int) -> PreparedFace:
     """Render ``vehicle``'s face for ``camera``, light it and build its pyramid."""
     r = face_resolution(height)
     module = None
@@ -102,12 +103,13 @@ def _bands(bgr: U8, top: float, bottom: float, bands: int = 24) -> None:
 def _light(face: Face, cond: Conditions, camera: Camera, rng: np.random.Generator) -> U8:
     """The face under its light as BGRA: day gain, or night with lit plates and lamp glow."""
     src, alpha = face.bgr, face.alpha.copy()
+    bgr: U8
     if cond.light == "day":
         gain = float(rng.uniform(0.9, 1.08))
         if cond.weather == "rain":
-            bgr = cv2.convertScaleAbs(src, alpha=gain * 0.85, beta=18.0)
+            bgr = np.asarray(cv2.convertScaleAbs(src, alpha=gain * 0.85, beta=18.0), np.uint8)
         else:
-            bgr = cv2.convertScaleAbs(src, alpha=gain)
+            bgr = np.asarray(cv2.convertScaleAbs(src, alpha=gain), np.uint8)
     else:
         bgr = src.copy()
         # Gantry floodlights: brighter at the top of the rear face, dim at the front.
@@ -115,27 +117,44 @@ def _light(face: Face, cond: Conditions, camera: Camera, rng: np.random.Generato
             _bands(bgr, 0.55, 0.38)
         else:
             cv2.convertScaleAbs(bgr, dst=bgr, alpha=0.3)
-        cv2.add(bgr, (6, 0, 0, 0), dst=bgr)  # bluish shadows
-        h, w = bgr.shape[:2]
+        bgr = np.asarray(cv2.add(bgr, np.full(bgr.shape, (6, 0, 0), np.uint8)), np.uint8)  # bluish shadows
         for name in ("plate", "container_number", "size_type", "seal_code", "fleet_id"):
             box = face.regions.get(name)
-            if box is None:
-                continue
-            x, y, bw, bh = box
-            pad = max(2, int(0.05 * bw))
-            x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(w, x + bw + pad), min(h, y + bh + pad)
-            # Retroreflective plates under the camera's illuminator, painted marks under floodlight.
-            k = 0.8 if name == "plate" else 0.62
-            bgr[y0:y1, x0:x1] = cv2.convertScaleAbs(src[y0:y1, x0:x1], alpha=k)
+            if box is not None:
+                # Retroreflective plates under the camera's illuminator, marks under floodlight.
+                _relight(bgr, src, box, 0.8 if name == "plate" else 0.62)
         _glow(bgr, alpha, face.lights, 1.0 if camera == "front" else 0.7)
     return np.asarray(cv2.merge([*cv2.split(bgr), alpha]), np.uint8)
+
+
+def _relight(bgr: U8, src: U8, box: tuple[int, int, int, int], gain: float) -> None:
+    """Blend ``src * gain`` into ``bgr`` over ``box`` with a soft edge (no visible patch)."""
+    h, w = bgr.shape[:2]
+    x, y, bw, bh = box
+    feather = max(3, int(0.12 * min(bw, bh) + 0.04 * max(bw, bh)))
+    x0, y0 = max(0, x - 2 * feather), max(0, y - 2 * feather)
+    x1, y1 = min(w, x + bw + 2 * feather), min(h, y + bh + 2 * feather)
+    if x1 <= x0 or y1 <= y0:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.rectangle(
+        mask,
+        (x - x0 - feather // 2, y - y0 - feather // 2),
+        (x + bw - x0 + feather // 2, y + bh - y0 + feather // 2),
+        1.0,
+        -1,
+    )
+    mask = cv2.GaussianBlur(mask, (0, 0), feather / 2)[..., None]
+    lit = src[y0:y1, x0:x1].astype(np.float32) * gain
+    roi = bgr[y0:y1, x0:x1].astype(np.float32)
+    bgr[y0:y1, x0:x1] = np.clip(roi + (np.maximum(lit, roi) - roi) * mask, 0, 255).astype(np.uint8)
 
 
 def _glow(bgr: U8, alpha: U8, lights: list[tuple[int, int, int, tuple[int, int, int]]], strength: float) -> None:
     """Lamps at night: a bright core plus a wide halo that may spill past the vehicle."""
     h, w = alpha.shape
     for x, y, radius, colour in lights:
-        reach = int(radius * 3.5)
+        reach = int(radius * 6)
         x0, x1, y0, y1 = max(0, x - reach), min(w, x + reach), max(0, y - reach), min(h, y + reach)
         if x1 <= x0 or y1 <= y0:
             continue
@@ -144,13 +163,24 @@ def _glow(bgr: U8, alpha: U8, lights: list[tuple[int, int, int, tuple[int, int, 
         light = (np.exp(-d2 * 1.5) * 255.0 + np.exp(-d2 / 5.0) * 110.0) * strength
         col = np.asarray(colour, np.float32) / 255.0
         roi = bgr[y0:y1, x0:x1].astype(np.float32) + light[..., None] * col
+        a = alpha[y0:y1, x0:x1]
+        # Past the vehicle's outline the halo is lamp-coloured light with partial cover,
+        # so it brightens whatever lies behind it.
+        outside = a < 128
+        roi[outside] = np.asarray(colour, np.float32)
         bgr[y0:y1, x0:x1] = np.clip(roi, 0, 255).astype(np.uint8)
-        a = alpha[y0:y1, x0:x1].astype(np.float32)
-        alpha[y0:y1, x0:x1] = np.clip(np.maximum(a, light * 1.6), 0, 255).astype(np.uint8)
+        a[outside] = np.clip(light[outside] * 0.4, 0, 255).astype(np.uint8)
 
 
 def face_quad(
-    camera: Camera, vehicle: Vehicle, scale: float, width: int, height: int, face_w_mm: float, face_h_mm: float, progress: float
+    camera: Camera,
+    vehicle: Vehicle,
+    scale: float,
+    width: int,
+    height: int,
+    face_w_mm: float,
+    face_h_mm: float,
+    progress: float,
 ) -> np.ndarray:
     """Screen corners (TL, TR, BR, BL) of the face at ``scale`` px/mm, with mild perspective."""
     look = vehicle.look
@@ -227,7 +257,9 @@ class CameraRenderer:
 
     def _composite(self, frame: U8, vehicle: Vehicle, prepared: PreparedFace, progress: float) -> None:
         s = scale_at(self.camera, progress, self.height)
-        quad = face_quad(self.camera, vehicle, s, self.width, self.height, prepared.width_mm, prepared.height_mm, progress)
+        quad = face_quad(
+            self.camera, vehicle, s, self.width, self.height, prepared.width_mm, prepared.height_mm, progress
+        )
         # Finest pyramid level not more than 2x the scale we need (less aliasing).
         level = 0
         while level + 1 < len(prepared.levels) and prepared.px_per_mm / 2 ** (level + 1) >= s:
@@ -235,15 +267,20 @@ class CameraRenderer:
         src_img = prepared.levels[level]
         h, w = src_img.shape[:2]
         src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-        x0 = max(0, int(math.floor(quad[:, 0].min())))
-        y0 = max(0, int(math.floor(quad[:, 1].min())))
-        x1 = min(self.width, int(math.ceil(quad[:, 0].max())))
-        y1 = min(self.height, int(math.ceil(quad[:, 1].max())))
+        x0 = max(0, math.floor(quad[:, 0].min()))
+        y0 = max(0, math.floor(quad[:, 1].min()))
+        x1 = min(self.width, math.ceil(quad[:, 0].max()))
+        y1 = min(self.height, math.ceil(quad[:, 1].max()))
         if x1 - x0 < 2 or y1 - y0 < 2:
             return
         m = cv2.getPerspectiveTransform(src, (quad - [x0, y0]).astype(np.float32))
         warped = cv2.warpPerspective(
-            src_img, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0)
+            src_img,
+            m,
+            (x1 - x0, y1 - y0),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0, 0),
         )
         blur = vehicle.conditions.blur_px
         if blur >= 2:
@@ -273,7 +310,7 @@ def render_vehicle_frames(
     if n < 1:
         raise SimulationError(f"frames must be >= 1, got {n}")
     renderer = CameraRenderer(camera, width, height, seed)
-    prepared = prepare_face(vehicle, camera, width, height)
+    prepared = prepare_face(vehicle, camera, height)
     cond = vehicle.conditions
     out = []
     for i in range(n):

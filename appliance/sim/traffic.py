@@ -7,6 +7,11 @@ Everything here is drawn from ``random.Random`` instances seeded from the run se
 Vehicle mix: container tractors (VN or CN registered, trailer usually from the same
 country), ~8 % box trucks (no container, the rear shows the truck's own plate) and ~10 %
 driverless IGVs (no plate, a painted fleet ID, no kiosk declaration).
+
+Light and weather come in spells, as over a real shift: the night passages form one block
+(wrapping round the run) and rain follows a Markov chain. Where day turns to night or
+back the lane stays empty ``LIGHT_CHANGE_GAP_S`` longer and the empty-lane frames fade
+slowly between the two looks, slow enough for a background-model motion gate to follow.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from appliance.sim.model import (
     MISMATCH_KINDS,
     Conditions,
     Container,
+    Light,
     Look,
     MismatchKind,
     Plate,
     Seal,
     Vehicle,
+    Weather,
 )
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,7 @@ LEAD_IN_S = 1.0
 TAIL_S = 1.0
 DWELL_S = (1.8, 2.4)  # seconds a vehicle is in view
 MIN_GAP_S = 0.4  # even at high rates the lane is empty for a moment between vehicles
+LIGHT_CHANGE_GAP_S = 90.0  # extra empty lane while day turns to night (or back), see writer._idle_look
 DEFAULT_START_TIME = 1795000000.0
 
 CAB_COLOURS: tuple[tuple[int, int, int], ...] = (
@@ -142,13 +150,11 @@ def _box_rear_plate(front: Plate) -> Plate:
     return Plate(front.text, "VN", "two_line", front.colour, "standard")
 
 
-def _conditions(rng: random.Random, night_share: float) -> Conditions:
-    light = "night" if rng.random() < night_share else "day"
-    weather = "rain" if rng.random() < RAIN_SHARE else "clear"
+def _conditions(rng: random.Random, light: Light, weather: Weather) -> Conditions:
     blur = rng.choices((0, 2, 3, 4, 6), weights=(0.5, 0.18, 0.14, 0.1, 0.08))[0]
     dirt = rng.random() < DIRT_SHARE
     occlusion = round(rng.uniform(0.04, 0.12), 3) if rng.random() < OCCLUSION_SHARE else 0.0
-    return Conditions(light, weather, blur, dirt, occlusion)  # type: ignore[arg-type]
+    return Conditions(light, weather, blur, dirt, occlusion)
 
 
 def _look(rng: random.Random, body: str) -> Look:
@@ -163,12 +169,14 @@ def _look(rng: random.Random, body: str) -> Look:
     )
 
 
-def make_vehicle(rng: random.Random, index: int, night_share: float, when: float) -> Vehicle:
+def make_vehicle(
+    rng: random.Random, index: int, when: float, light: Light = "day", weather: Weather = "clear"
+) -> Vehicle:
     """One vehicle with its identities, cargo, seal, declaration and conditions (no mismatch yet)."""
     roll = rng.random()
     body = "igv" if roll < IGV_SHARE else "box" if roll < IGV_SHARE + BOX_SHARE else "tractor"
     look = _look(rng, body)
-    conditions = _conditions(rng, night_share)
+    conditions = _conditions(rng, light, weather)
     vid = f"V{index + 1:04d}"
     symbology = "QRCode" if rng.random() < 0.6 else "Code128"
     seal = Seal(ids.seal_serial(rng), True, symbology)  # type: ignore[arg-type]
@@ -202,6 +210,32 @@ def make_vehicle(rng: random.Random, index: int, night_share: float, when: float
         rear_plate=trailer, fleet_id=None, containers=[container], seals=[seal], declaration=declaration,
         declaration_payload=payload, tax_code=tax, conditions=conditions, look=look,
     )  # fmt: skip
+
+
+def light_sequence(rng: random.Random, n: int, night_share: float) -> list[Light]:
+    """Day or night per vehicle: ``round(night_share * n)`` night passages in one spell.
+
+    The spell starts at a random vehicle and wraps around (night at both ends of the run
+    reads as evening ... morning), so the light changes at most twice in a run, as it
+    would over a real shift, instead of flipping between consecutive trucks.
+    """
+    nights = round(night_share * n)
+    start = rng.randrange(n)
+    night = {(start + k) % n for k in range(nights)}
+    return ["night" if i in night else "day" for i in range(n)]
+
+
+def weather_sequence(rng: random.Random, n: int, share: float = RAIN_SHARE, mean_spell: float = 4.0) -> list[Weather]:
+    """Clear or rain per vehicle: a two-state Markov chain (rain spells of ``mean_spell``
+    vehicles on average, ``share`` of the time in the long run)."""
+    stop = 1.0 / mean_spell
+    start = stop * share / max(1e-9, 1.0 - share)
+    raining = rng.random() < share
+    out: list[Weather] = []
+    for _ in range(n):
+        out.append("rain" if raining else "clear")
+        raining = rng.random() >= stop if raining else rng.random() < start
+    return out
 
 
 def applicable_mismatches(vehicle: Vehicle) -> list[MismatchKind]:
@@ -293,28 +327,32 @@ def plan_lane(
         if not 0.0 <= share <= 1.0:
             raise SimulationError(f"{name} must be within 0..1, got {share}")
     rng_v, rng_t, rng_m = _rng(seed, "vehicles"), _rng(seed, "timeline"), _rng(seed, "mismatch")
-    rng_k, rng_f = _rng(seed, "kiosk"), _rng(seed, "manifest")
+    rng_k, rng_f, rng_s = _rng(seed, "kiosk"), _rng(seed, "manifest"), _rng(seed, "sky")
     gaps = _arrival_gaps(rng_t, vehicles, gap_s, rate_per_day)
+    lights = light_sequence(rng_s, vehicles, night_share)
+    weathers = weather_sequence(rng_s, vehicles)
     poisson = rate_per_day is not None
-    frame = int(round(LEAD_IN_S * fps))
+    frame = round(LEAD_IN_S * fps)
     planned: list[Vehicle] = []
     prev_dwell = 0.0
     for i in range(vehicles):
         dwell = rng_t.uniform(*DWELL_S)
-        n_frames = max(6, int(round(dwell * fps)))
+        n_frames = max(6, round(dwell * fps))
         if i:
             # Poisson: the headway runs from the previous entry; fixed: from the previous exit.
             idle = max(MIN_GAP_S, gaps[i] - prev_dwell) if poisson else gaps[i]
-            frame += int(round(idle * fps))
+            if lights[i] != lights[i - 1]:
+                idle += LIGHT_CHANGE_GAP_S  # dusk or dawn: the lane is empty a while
+            frame += round(idle * fps)
         prev_dwell = n_frames / fps
         when = start_time + frame / fps
-        v = make_vehicle(rng_v, i, night_share, when)
+        v = make_vehicle(rng_v, i, when, lights[i], weathers[i])
         v.enter_frame, v.exit_frame = frame, frame + n_frames - 1
         v.t_enter = start_time + v.enter_frame / fps
         v.t_exit = start_time + v.exit_frame / fps
         if v.declaration is not None:
             t_kiosk = v.t_enter + rng_k.uniform(0.25, 0.75) * (v.t_exit - v.t_enter)
-            v.kiosk_ms = int(round(t_kiosk * 1000))
+            v.kiosk_ms = round(t_kiosk * 1000)
         if rng_m.random() < mismatch_share:
             kinds = applicable_mismatches(v)
             if kinds:
@@ -324,7 +362,7 @@ def plan_lane(
                     v.seals = [Seal(None, False, None)]
         planned.append(v)
         frame = v.exit_frame + 1
-    frames = frame + int(round(TAIL_S * fps))
+    frames = frame + round(TAIL_S * fps)
     entries = []
     for v, original in zip(planned, _declared_seals(planned, seed), strict=True):
         entry = _manifest_entry(v, rng_f, original)
@@ -332,7 +370,7 @@ def plan_lane(
             entries.append(entry)
     # A few pre-arrival entries for trucks that never show up, as on a real gate.
     for _ in range(vehicles // 20):
-        ghost = make_vehicle(rng_f, 9000 + len(entries), 0.0, start_time)
+        ghost = make_vehicle(rng_f, 9000 + len(entries), start_time)
         if ghost.declaration is not None:
             entry = _manifest_entry(ghost, rng_f, [s.serial for s in ghost.seals if s.serial])
             if entry is not None:

@@ -103,9 +103,9 @@ def render_face(vehicle: Vehicle, camera: Camera, px_per_mm: float, *, seal_modu
         raise SimulationError(f"px_per_mm must be > 0, got {px_per_mm}")
     rng = np.random.default_rng([vehicle.look.seed, 0 if camera == "front" else 1])
     if camera == "front":
-        face = _igv_front(vehicle, px_per_mm, rng) if vehicle.body == "igv" else _tractor_front(vehicle, px_per_mm, rng)
+        face = _igv_front(vehicle, px_per_mm) if vehicle.body == "igv" else _tractor_front(vehicle, px_per_mm)
     else:
-        face = _rear(vehicle, px_per_mm, rng, seal_module_px)
+        face = _rear(vehicle, px_per_mm, seal_module_px)
     if vehicle.conditions.occlusion > 0:
         _occlude(face, vehicle.conditions.occlusion, rng)
     return face
@@ -130,7 +130,7 @@ def render_seal_tag(serial: str, symbology: str, module_px: int) -> U8:
     else:
         raise SimulationError(f"unknown seal symbology {symbology!r}")
     ch, cw = code.shape
-    text_h = max(6, int(round(5 * module_px)))
+    text_h = max(6, round(5 * module_px))
     pad = max(2, module_px)
     tag = np.full((ch + text_h + 3 * pad, cw + 2 * pad, 3), 250, np.uint8)
     tag[pad : pad + ch, pad : pad + cw] = code[..., None]
@@ -172,7 +172,7 @@ def _tyre(p: Painter, x: float, w: float, h: float) -> None:
 # --- tractor front ----------------------------------------------------------------------
 
 
-def _tractor_front(vehicle: Vehicle, r: float, rng: np.random.Generator) -> Face:
+def _tractor_front(vehicle: Vehicle, r: float) -> Face:
     p = Painter(FACE_WIDTH_MM, FRONT_HEIGHT_MM, r)
     face = Face(p.img, p.alpha, r)
     cab = vehicle.look.cab_colour
@@ -194,7 +194,15 @@ def _tractor_front(vehicle: Vehicle, r: float, rng: np.random.Generator) -> Face
     t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
     p.img[y : y + h, x : x + w] = (top + (bottom - top) * t).astype(np.uint8)
     p.alpha[y : y + h, x : x + w] = 255
-    refl = np.array([p.point(wx + ww * 0.15, wb + wh), p.point(wx + ww * 0.35, wb + wh), p.point(wx + ww * 0.2, wb), p.point(wx, wb)], np.int32)
+    refl = np.array(
+        [
+            p.point(wx + ww * 0.15, wb + wh),
+            p.point(wx + ww * 0.35, wb + wh),
+            p.point(wx + ww * 0.2, wb),
+            p.point(wx, wb),
+        ],
+        np.int32,
+    )
     cv2.fillPoly(p.img, [refl], (150, 150, 140), cv2.LINE_AA)
     p.rect(wx, wb + wh, ww, 110, (25, 25, 28))
     p.line((wx + 300, wb + 60), (wx + 1000, wb + 260), (20, 20, 20), 20)
@@ -226,7 +234,7 @@ def _tractor_front(vehicle: Vehicle, r: float, rng: np.random.Generator) -> Face
 # --- IGV front ----------------------------------------------------------------------------
 
 
-def _igv_chassis(p: Painter, face: Face, vehicle: Vehicle, rng: np.random.Generator, rear: bool) -> None:
+def _igv_chassis(p: Painter, face: Face, vehicle: Vehicle, rear: bool) -> None:
     body = vehicle.look.cab_colour
     text_colour: BGR = DARK if _luma(body) > 120 else WHITE
     for x in (120.0, 2080.0):
@@ -265,30 +273,30 @@ def _container_front(p: Painter, container: Container, colour: BGR, base: float)
     p.rect(x0, base, CONTAINER_WIDTH_MM, 150, _scaled(colour, 0.6))
 
 
-def _igv_front(vehicle: Vehicle, r: float, rng: np.random.Generator) -> Face:
+def _igv_front(vehicle: Vehicle, r: float) -> Face:
     p = Painter(FACE_WIDTH_MM, FRONT_HEIGHT_MM + 500, r)
     face = Face(p.img, p.alpha, r)
     if vehicle.containers:
         _container_front(p, vehicle.containers[0], vehicle.look.container_colour, IGV_DECK_MM)
-    _igv_chassis(p, face, vehicle, rng, rear=False)
+    _igv_chassis(p, face, vehicle, rear=False)
     return face
 
 
 # --- rear faces -----------------------------------------------------------------------------
 
 
-def _rear(vehicle: Vehicle, r: float, rng: np.random.Generator, module_px: int | None) -> Face:
+def _rear(vehicle: Vehicle, r: float, module_px: int | None) -> Face:
     p = Painter(FACE_WIDTH_MM, REAR_HEIGHT_MM, r)
     face = Face(p.img, p.alpha, r)
     if vehicle.body == "igv":
         base = IGV_DECK_MM
-        _igv_chassis(p, face, vehicle, rng, rear=True)
+        _igv_chassis(p, face, vehicle, rear=True)
     else:
         base = TRAILER_DECK_MM
         _trailer_chassis(p, face, vehicle)
     seal = vehicle.seals[0] if vehicle.seals else None
     if vehicle.body == "box":
-        _box_body(p, face, vehicle, base - 50, seal, module_px)
+        _box_body(p, face, base - 50, seal, module_px)
     elif vehicle.containers:
         _container_rear(p, face, vehicle.containers[0], vehicle.look.container_colour, base, seal, module_px)
     return face
@@ -317,7 +325,9 @@ def _trailer_chassis(p: Painter, face: Face, vehicle: Vehicle) -> None:
     plate = vehicle.rear_plate
     if plate is not None:
         _, h_mm = plate_size_mm(plate)
-        _place_plate(p, face, plate, 1300, 860 - h_mm / 2 - 20, vehicle.conditions.dirt, vehicle.look.seed + 23, "plate")
+        _place_plate(
+            p, face, plate, 1300, 860 - h_mm / 2 - 20, vehicle.conditions.dirt, vehicle.look.seed + 23, "plate"
+        )
     face.lights = [(p.px(cx), p.y(930), p.px(120), col) for cx, col in lamps]
 
 
@@ -357,7 +367,7 @@ def _bolt_seal(p: Painter, x: float, h: float, serial: str | None) -> None:
 
 
 def _seal_and_tag(
-    p: Painter, face: Face, seal: Seal | None, bar_x: float, handle_h: float, module_px: int | None, colour: BGR
+    p: Painter, face: Face, seal: Seal | None, bar_x: float, handle_h: float, module_px: int | None
 ) -> None:
     if seal is None or not seal.present or not seal.serial or not seal.symbology:
         face.regions.pop("seal", None)
@@ -389,7 +399,7 @@ def _marking(p: Painter, face: Face, container: Container, right: float, top: fl
     digit_mask = text_mask(check, "latin_condensed_bold")
     head_w = head_mask.shape[1] * ch / head_mask.shape[0]
     digit_w = digit_mask.shape[1] * ch / digit_mask.shape[0]
-    gap, pad = ch * 0.45, ch * 0.18
+    gap, pad = ch * 0.55, ch * 0.28
     total = head_w + gap + digit_w + 2 * pad
     squeeze = min(1.0, max_w / total)
     head_w, digit_w, gap, pad = head_w * squeeze, digit_w * squeeze, gap * squeeze, pad * squeeze
@@ -398,12 +408,22 @@ def _marking(p: Painter, face: Face, container: Container, right: float, top: fl
     hb = top - ch
     b1 = p.text(head, x_head, hb, head_w, ch, ink, "latin_condensed_bold", fit="stretch")
     b2 = p.text(check, x_digit, hb, digit_w, ch, ink, "latin_condensed_bold", fit="stretch")
-    p.outline(x_digit - pad, hb - pad, digit_w + 2 * pad, ch + 2 * pad, ink, 12)
+    p.outline(x_digit - pad, hb - pad, digit_w + 2 * pad, ch + 2 * pad, ink, 8)
     number_box = (b1[0], b1[1], b2[0] + b2[2] - b1[0], max(b1[3], b2[3]))
     face.regions["container_number"] = number_box
     face.protected.append((number_box, False))
     st_w = SIZE_TYPE_CHAR_MM * 2.6
-    b3 = p.text(container.size_type, right - pad - st_w, hb - 2 * pad - SIZE_TYPE_CHAR_MM - 40, st_w, SIZE_TYPE_CHAR_MM, ink, "latin_condensed_bold", fit="condense", align="right")
+    b3 = p.text(
+        container.size_type,
+        right - pad - st_w,
+        hb - 2 * pad - SIZE_TYPE_CHAR_MM - 40,
+        st_w,
+        SIZE_TYPE_CHAR_MM,
+        ink,
+        "latin_condensed_bold",
+        fit="condense",
+        align="right",
+    )
     face.regions["size_type"] = b3
     face.protected.append((b3, False))
 
@@ -411,7 +431,7 @@ def _marking(p: Painter, face: Face, container: Container, right: float, top: fl
 def _operational_data(p: Painter, x: float, top: float, colour: BGR, rng: np.random.Generator, forty: bool) -> None:
     """The small weight panel on the left door (clutter a real OCR has to ignore)."""
     ink: BGR = DARK if _luma(colour) > 135 else (225, 225, 225)
-    gross = 30480 if forty else 30480
+    gross = 30480  # ISO 668 rating of both 20' and 40' boxes
     tare = int(rng.integers(3650, 3950)) if forty else int(rng.integers(2150, 2350))
     lines = [
         f"MAX.GROSS {gross:,} KG",
@@ -445,18 +465,27 @@ def _container_rear(
                 p.line((cx, top - 420 + k * 110), (cx + post, top - 320 + k * 110), DARK, 30)
     for side in (x0, x0 + CONTAINER_WIDTH_MM - post):  # hinges
         for k in range(4):
-            p.rect(side + (post - 70 if side == x0 else 0), door_b + 150 + k * (door_h - 300) / 3, 70, 90, _scaled(colour, 0.5), solid=False)
-    number_top = top - header - 90
+            p.rect(
+                side + (post - 70 if side == x0 else 0),
+                door_b + 150 + k * (door_h - 300) / 3,
+                70,
+                90,
+                _scaled(colour, 0.5),
+                solid=False,
+            )
+    number_top = top - header - 250
     marking_bottom = number_top - NUMBER_CHAR_MM - SIZE_TYPE_CHAR_MM - 180
     bars = [door_x + door_w * f for f in (0.12, 0.36, 0.64, 0.88)]
     handle_h = base + 1050
     _locking_bars(p, bars, door_b, marking_bottom - 40, handle_h, colour)
-    _operational_data(p, door_x + 80, number_top - 40, colour, np.random.default_rng(int(container.number[4:10])), forty)
+    _operational_data(
+        p, door_x + 80, number_top - 40, colour, np.random.default_rng(int(container.number[4:10])), forty
+    )
     _marking(p, face, container, door_x + door_w - 60, number_top, colour)
-    _seal_and_tag(p, face, seal, bars[2], handle_h, module_px, colour)
+    _seal_and_tag(p, face, seal, bars[2], handle_h, module_px)
 
 
-def _box_body(p: Painter, face: Face, vehicle: Vehicle, base: float, seal: Seal | None, module_px: int | None) -> None:
+def _box_body(p: Painter, face: Face, base: float, seal: Seal | None, module_px: int | None) -> None:
     colour: BGR = (205, 208, 212)
     x0, width, height = 80.0, 2440.0, 2700.0
     p.rect(x0, base, width, height, _scaled(colour, 0.75))
@@ -464,7 +493,7 @@ def _box_body(p: Painter, face: Face, vehicle: Vehicle, base: float, seal: Seal 
     bars = [x0 + 80 + (width - 160) * f for f in (0.15, 0.4, 0.6, 0.85)]
     handle_h = base + 1000
     _locking_bars(p, bars, base + 120, base + height - 200, handle_h, colour)
-    _seal_and_tag(p, face, seal, bars[2], handle_h, module_px, colour)
+    _seal_and_tag(p, face, seal, bars[2], handle_h, module_px)
 
 
 # --- occlusion -----------------------------------------------------------------------------
