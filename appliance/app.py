@@ -28,6 +28,10 @@ from appliance.verdicts.rules import Verdict
 
 log = logging.getLogger(__name__)
 
+# Idle seconds between simulated vehicles in the demo and the sim evaluation: long enough for
+# the motion gate and the lane to see the lane empty between two trucks.
+DEMO_GAP_S = 3.0
+
 
 @dataclass
 class Services:
@@ -139,18 +143,23 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
 
 def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: bool = True) -> Services:
     """Simulate a lane (once per seed) and run the appliance on it in real time with the web UI."""
+    import yaml
+
     from appliance.sim import simulate
 
     sim_dir = workdir / f"sim-{seed}-{vehicles}"
     if not (sim_dir / "truth.json").is_file():
         log.info("rendering the simulated gate (%d vehicles) into %s", vehicles, sim_dir)
-        simulate(sim_dir, vehicles, seed)
-    config_path = sim_dir / "lane.yaml"
-    text = config_path.read_text(encoding="utf-8")
+        simulate(sim_dir, vehicles, seed, gap_s=DEMO_GAP_S, overwrite=True)
+    data = load_config(sim_dir / "lane.yaml").model_dump(mode="json")
+    for lane in data["lanes"]:
+        for src in lane["sources"]:
+            if src["type"] == "video_file":
+                src["realtime"] = True  # replay at camera speed, as a live lane would run
+    data["web"] = {"host": "127.0.0.1", "port": port}
+    data["storage"] = {"path": str((workdir / "appliance.db").resolve()),
+                       "evidence_dir": str((workdir / "evidence").resolve())}
     demo_path = workdir / "demo.yaml"
-    demo_path.write_text(
-        text + f"\nweb:\n  host: 127.0.0.1\n  port: {port}\nstorage:\n"
-        f"  path: {(workdir / 'appliance.db').resolve()}\n  evidence_dir: {(workdir / 'evidence').resolve()}\n",
-        encoding="utf-8",
-    )
+    demo_path.write_text("# Written by `appliance demo`.\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
+                         encoding="utf-8")
     return run_appliance(demo_path, serve=True, keep_serving=keep_serving)

@@ -75,7 +75,7 @@ SourceConfig = Annotated[
 
 class AssemblyConfig(Strict):
     close_after_idle_s: float = Field(
-        default=1.5, gt=0, description="Close a crossing after this long with no motion on any source."
+        default=1.0, gt=0, description="Close a crossing after this long with no motion on any source."
     )
     analyze_fps: float = Field(
         default=5.0, gt=0, description="Most frames per second per source sent to the readers."
@@ -136,6 +136,11 @@ class VerdictConfig(Strict):
     require_declaration: bool = Field(default=True, description="No declaration scanned: REVIEW.")
     plate_mismatch: Literal["HOLD", "REVIEW"] = Field(
         default="HOLD", description="Verdict when the read plate differs from the manifest."
+    )
+    min_votes_to_hold: int = Field(
+        default=2, ge=1,
+        description="A read that contradicts the manifest holds the vehicle only when this many frames agree "
+        "on it; fewer: REVIEW (one blurred frame must not stop a truck).",
     )
 
 

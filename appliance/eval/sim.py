@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.analyzers.iso6346 import is_valid
-from appliance.app import Services, run_lane
+from appliance.app import DEMO_GAP_S, Services, run_lane
 from appliance.config import AppConfig, load_config
 from appliance.eval.report import EvalReport, GroupResult
 from appliance.lanes.analysis import FrameAnalyzer, Readers
@@ -159,7 +159,7 @@ def evaluate_sim(data: Path | None, vehicles: int = 200, seed: int = 2026, worke
         data = Path("var/eval-sim") / f"seed{seed}-n{vehicles}"
         if not (data / "truth.json").is_file():
             log.info("rendering %d simulated vehicles (seed %d) into %s", vehicles, seed, data)
-            simulate(data, vehicles, seed)
+            simulate(data, vehicles, seed, gap_s=DEMO_GAP_S, overwrite=True)
     truth = json.loads((data / "truth.json").read_text(encoding="utf-8"))
     crossings, elapsed, _ = replay(data, workers=workers)
     tallies = score(truth, crossings)

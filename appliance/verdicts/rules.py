@@ -60,12 +60,19 @@ def _find_entry(crossing: Crossing, index: ManifestIndex, reasons: list[Reason])
     return None
 
 
+def _confirmed(read: FieldResult, cfg: VerdictConfig, min_confidence: float) -> bool:
+    """Enough agreeing frames, confident enough, to contradict the manifest."""
+    return read.votes >= cfg.min_votes_to_hold and read.confidence >= min_confidence
+
+
 def _check_plate(name: str, read: FieldResult | None, expected: str | None, cfg: VerdictConfig) -> list[Reason]:
     if not expected:
         return []
     if read is None:
         return [Reason(f"{name}_unread", "REVIEW", name, None, expected)]
     if plate_key(read.value) != plate_key(expected):
+        if not _confirmed(read, cfg, cfg.plate_min_confidence):
+            return [Reason(f"{name}_mismatch_unconfirmed", "REVIEW", name, read.value, expected)]
         return [Reason(f"{name}_mismatch", cfg.plate_mismatch, name, read.value, expected)]
     if read.confidence < cfg.plate_min_confidence:
         return [Reason(f"{name}_low_confidence", "REVIEW", name, read.value, expected)]
@@ -84,9 +91,11 @@ def _check_containers(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConf
             reasons.append(Reason("container_ambiguous", "REVIEW", "container", None, number))
         elif not read:
             reasons.append(Reason("container_unread", "REVIEW", "container", None, number))
-    for number in read:
+    for number, found in read.items():
         if number not in declared:
-            reasons.append(Reason("container_mismatch", "HOLD", "container", number, ",".join(declared) or None))
+            confirmed = _confirmed(found, cfg, cfg.container_min_confidence)
+            reasons.append(Reason("container_mismatch" if confirmed else "container_mismatch_unconfirmed",
+                                  "HOLD" if confirmed else "REVIEW", "container", number, ",".join(declared) or None))
     return reasons
 
 
@@ -100,6 +109,8 @@ def _check_seals(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConfig) -
     if seal.serial is None:
         return [Reason("seal_unread", "REVIEW", "seal", None, declared)]
     if seal.serial.value not in entry.seals:
+        if not _confirmed(seal.serial, cfg, cfg.seal_min_confidence):
+            return [Reason("seal_mismatch_unconfirmed", "REVIEW", "seal", seal.serial.value, declared)]
         return [Reason("seal_mismatch", "HOLD", "seal", seal.serial.value, declared)]
     if seal.serial.confidence < cfg.seal_min_confidence:
         return [Reason("seal_low_confidence", "REVIEW", "seal", seal.serial.value, declared)]
@@ -109,7 +120,9 @@ def _check_seals(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConfig) -
 def decide(crossing: Crossing, index: ManifestIndex, cfg: VerdictConfig) -> Verdict:
     """Apply every rule and return the verdict with all its reasons."""
     reasons: list[Reason] = []
-    if not crossing.declarations and cfg.require_declaration:
+    # Driverless IGV/AGV have no driver at the kiosk: their manifest entry is found by fleet ID.
+    driverless = crossing.fleet_id is not None and crossing.tractor_plate is None
+    if not crossing.declarations and cfg.require_declaration and not driverless:
         reasons.append(Reason("declaration_unread", "REVIEW", "declaration"))
     entry = _find_entry(crossing, index, reasons)
     if entry is None:

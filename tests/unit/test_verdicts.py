@@ -90,3 +90,29 @@ def test_plate_mismatch_policy_is_configurable() -> None:
 def test_ambiguous_container_goes_to_review() -> None:
     crossing = dataclasses.replace(GOOD, containers=(), container_candidates=("MWCU6059784", "MWCU6059785"))
     assert "container_ambiguous" in codes(crossing)
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"tractor_plate": FieldResult("12C-999.99", 0.95, 1)}, "tractor_plate_mismatch_unconfirmed"),
+        ({"seal": SealState(True, FieldResult("VNH7654321", 0.9, 1))}, "seal_mismatch_unconfirmed"),
+        ({"containers": (FieldResult("CSQU3054383", 0.9, 1),)}, "container_mismatch_unconfirmed"),
+    ],
+)
+def test_single_frame_contradiction_goes_to_review_not_hold(change: dict[str, object], code: str) -> None:
+    verdict = decide(dataclasses.replace(GOOD, **change), INDEX, CFG)  # type: ignore[arg-type]
+    assert verdict.decision == "REVIEW"
+    assert code in {r.code for r in verdict.reasons}
+
+
+def test_driverless_vehicle_needs_no_kiosk_declaration() -> None:
+    igv = ManifestEntry(declaration="301234567899", fleet_id="IGV-07",
+                        containers=(ManifestContainer(number="MWCU6059784"),), seals=("VNH1234567",))
+    index = ManifestIndex(Manifest(entries=(igv,)))
+    crossing = dataclasses.replace(GOOD, tractor_plate=None, trailer_plate=None, declarations=(),
+                                   fleet_id=fr("IGV-07"))
+    verdict = decide(crossing, index, CFG)
+    assert verdict.decision == "CLEAR", verdict.reasons
+    assert verdict.declaration == "301234567899"
+    assert decide(dataclasses.replace(crossing, fleet_id=fr("IGV-08")), index, CFG).decision == "HOLD"
