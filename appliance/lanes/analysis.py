@@ -68,6 +68,18 @@ class Readers:
         )
 
 
+def _overlaps_any(box: BBox | None, others: list[BBox], share: float = 0.5) -> bool:
+    """True when ``box`` lies mostly (``share`` of the smaller box) on one of ``others``."""
+    if box is None:
+        return False
+    for other in others:
+        w = min(box.x + box.w, other.x + other.w) - max(box.x, other.x)
+        h = min(box.y + box.h, other.y + other.h) - max(box.y, other.y)
+        if w > 0 and h > 0 and w * h >= share * max(1, min(box.area, other.area)):
+            return True
+    return False
+
+
 def crop_jpeg(image: np.ndarray, bbox: BBox | None, margin: float = 0.25) -> bytes | None:
     """A JPEG of the box plus a margin, for the inspector's evidence view."""
     if bbox is None or bbox.w <= 0 or bbox.h <= 0:
@@ -101,20 +113,21 @@ class FrameAnalyzer:
                     reads.append(declaration)
             return reads
         lines = r.ocr.read(image, max_side=self.detector_max_side)
-        if r.plates:
-            reads += r.plates.read(image, lines=lines)
+        plates = list(r.plates.read(image, lines=lines)) if r.plates else []
         if role == "front":
-            reads += read_fleet_ids(lines)
-            return reads
+            return [*plates, *read_fleet_ids(lines)]
         containers = r.containers.read(image, lines=lines) if r.containers else ()
-        reads += containers
-        if r.seals:
-            seals = r.seals.read(image, lines=lines)
-            # "No seal" only counts on frames where the doors were read clearly, so a seal
-            # that is merely too far away or too small is never taken for a missing one.
-            doors_seen = any(c.verified for c in containers)
-            reads += [s for s in seals if s.present or doors_seen]
-        return reads
+        container_boxes = [c.bbox for c in containers if c.bbox is not None]
+        seals = list(r.seals.read(image, lines=lines)) if r.seals else []
+        # Text already explained as a container number is not also a seal serial or a plate
+        # (a seal serial is not a plate either): each piece of paint has one meaning.
+        seals = [s for s in seals if s.source != "ocr" or not _overlaps_any(s.bbox, container_boxes)]
+        explained = container_boxes + [s.bbox for s in seals if s.serial and s.bbox is not None]
+        plates = [p for p in plates if not _overlaps_any(p.bbox, explained)]
+        # "No seal" only counts on frames where the doors were read clearly, so a seal
+        # that is merely too far away or too small is never taken for a missing one.
+        doors_seen = any(c.verified for c in containers)
+        return [*plates, *containers, *(s for s in seals if s.present or doors_seen)]
 
     def analyze(self, role: str, frame: Frame) -> list[Observation]:
         observations = []

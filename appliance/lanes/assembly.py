@@ -73,6 +73,25 @@ def _confidence(obs: Observation) -> float:
     return float(getattr(obs.read, "confidence", 1.0))
 
 
+# Unverified container reads settle on their top candidate only when this many frames agree
+# and nearly all of them do: the check digit holds on it and independent frames concur.
+CONSENSUS_MIN_FRAMES = 3
+CONSENSUS_MIN_SHARE = 0.75
+
+
+def container_consensus(unverified: list[Observation]) -> FieldResult | None:
+    """The top candidate that the unverified container reads of several frames agree on."""
+    tops = vote((o.read.number, 1.0, o) for o in unverified if isinstance(o.read, ContainerRead))
+    if not tops:
+        return None
+    top, total = tops[0], sum(v.votes for v in tops)
+    share = top.votes / total
+    if top.votes < CONSENSUS_MIN_FRAMES or share < CONSENSUS_MIN_SHARE:
+        return None
+    confidence = min(0.9, 0.5 + 0.1 * top.votes) * share
+    return FieldResult(top.value, round(confidence, 4), top.votes, top.best.evidence_sha256, "consensus")
+
+
 class LaneAssembler:
     """Turns a time-ordered stream of motion events and reads into closed crossings."""
 
@@ -153,10 +172,13 @@ class LaneAssembler:
             # A second container (two 20' boxes) must be seen about as often as the first.
             containers += [v for v in container_votes[1:] if v.votes >= 3 and v.weight >= 0.8 * top.weight]
         candidates: list[str] = []
+        consensus: FieldResult | None = None
         if not containers:
-            for _, o in obs:
-                if isinstance(o.read, ContainerRead) and not o.read.verified:
-                    candidates += [c for c in o.read.candidates if c not in candidates]
+            unverified = [o for _, o in obs if isinstance(o.read, ContainerRead) and not o.read.verified]
+            for o in unverified:
+                assert isinstance(o.read, ContainerRead)
+                candidates += [c for c in o.read.candidates if c not in candidates]
+            consensus = container_consensus(unverified)
         size_types = vote((o.read.size_type, o.read.confidence, o) for _, o in obs
                           if isinstance(o.read, ContainerRead) and o.read.verified and o.read.size_type)
         seals = [o for _, o in obs if isinstance(o.read, SealRead)]
@@ -182,7 +204,8 @@ class LaneAssembler:
             trailer_plate=_settle(vote(plates_rear)),
             fleet_id=_settle(vote(fleet)),
             containers=tuple(r for r in (_settle([v, *[w for w in container_votes if w is not v]])
-                                         for v in containers) if r is not None),
+                                         for v in containers) if r is not None) or
+            ((consensus,) if consensus else ()),
             container_candidates=tuple(candidates[:5]),
             size_types=tuple(v.value for v in size_types[:1]),
             seal=SealState(seal_present, _settle(serial_votes)),

@@ -16,6 +16,9 @@ class FieldResult:
     confidence: float
     votes: int
     evidence_sha256: str | None = None
+    # "read": frames read this value; "consensus": no frame verified it, but the frames'
+    # check-digit-valid candidates agreed on it (containers only).
+    method: str = "read"
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class Crossing:
             if value is None:
                 return None
             return {"value": value.value, "confidence": round(value.confidence, 3), "votes": value.votes,
-                    "evidence": value.evidence_sha256}
+                    "evidence": value.evidence_sha256, "method": value.method}
 
         return {
             "tractor_plate": fr(self.tractor_plate),

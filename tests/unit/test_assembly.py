@@ -92,3 +92,39 @@ def test_crossing_that_never_ends_is_closed() -> None:
     for i in range(40):
         closed += lane.on_motion("front", i * 0.2, True)
     assert len(closed) == 1
+
+
+def unverified(top: str) -> ContainerRead:
+    return ContainerRead(top, 0.3, BOX, None, (top, "MWCU2246956"), verified=False)
+
+
+def test_unverified_frames_that_agree_settle_by_consensus() -> None:
+    lane = make()
+    lane.on_motion("rear", 0.0, True)
+    for i in range(4):
+        lane.add("rear", Observation("rear", i * 0.2, unverified("MWCU2246961")))
+    c = lane.on_motion("rear", 5.0, False)[0]
+    assert [x.value for x in c.containers] == ["MWCU2246961"]
+    assert c.containers[0].method == "consensus"
+    assert c.container_candidates[:2] == ("MWCU2246961", "MWCU2246956")
+
+
+def test_unverified_frames_that_disagree_stay_candidates() -> None:
+    lane = make()
+    lane.on_motion("rear", 0.0, True)
+    for i, top in enumerate(["MWCU2246961", "MWCU2246956", "MWCU2246961", "MWCU2246956"]):
+        lane.add("rear", Observation("rear", i * 0.2, unverified(top)))
+    c = lane.on_motion("rear", 5.0, False)[0]
+    assert c.containers == ()
+    assert "MWCU2246961" in c.container_candidates
+
+
+def test_verified_read_beats_consensus() -> None:
+    lane = make()
+    lane.on_motion("rear", 0.0, True)
+    for i in range(4):
+        lane.add("rear", Observation("rear", i * 0.2, unverified("MWCU2246961")))
+    lane.add("rear", Observation("rear", 1.0, ContainerRead("CSQU3054383", 0.9, BOX)))
+    c = lane.on_motion("rear", 5.0, False)[0]
+    assert [x.value for x in c.containers] == ["CSQU3054383"]
+    assert c.containers[0].method == "read"
