@@ -208,7 +208,9 @@ def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
     """Relative paths in the config are relative to the config file's folder."""
 
     def fix(p: Path | None) -> Path | None:
-        return None if p is None or p.is_absolute() else base / p
+        if p is None or p.is_absolute():
+            return p
+        return base / p
 
     data: dict[str, Any] = cfg.model_dump()
     for lane in data["lanes"]:

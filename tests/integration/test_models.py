@@ -34,7 +34,7 @@ def test_prepare_copies_the_packaged_model_and_it_runs(store: ModelStore) -> Non
 
 def test_missing_model_file_is_a_clear_error(store: ModelStore, tmp_path: Path) -> None:
     ref = store.get("ocr", "ppocrv4-det")
-    with pytest.raises(ModelError, match="not found.*models prepare"):
+    with pytest.raises(ModelError, match=r"not found.*models prepare"):
         OnnxModel(tmp_path / "nothing.onnx", ref.manifest)
 
 

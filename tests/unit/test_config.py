@@ -85,3 +85,9 @@ def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "bad.yaml:12: unknown_section: unknown key" in err
     assert main(["check-config", str(tmp_path / "missing.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_absolute_paths_stay_as_they_are(tmp_path: Path) -> None:
+    path = tmp_path / "lane.yaml"
+    path.write_text(GOOD.replace("path: cams/front.avi", "path: /srv/cams/front.avi"))
+    assert load_config(path).lanes[0].sources[0].path == Path("/srv/cams/front.avi")  # type: ignore[union-attr]
