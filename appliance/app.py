@@ -156,6 +156,8 @@ def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: b
         for src in lane["sources"]:
             if src["type"] == "video_file":
                 src["realtime"] = True  # replay at camera speed, as a live lane would run
+            if src["type"] == "folder":
+                src["move_processed"] = False  # the demo can run again on the same files
     data["web"] = {"host": "127.0.0.1", "port": port}
     data["storage"] = {"path": str((workdir / "appliance.db").resolve()),
                        "evidence_dir": str((workdir / "evidence").resolve())}

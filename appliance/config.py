@@ -65,6 +65,11 @@ class FolderSourceConfig(_SourceBase):
     type: Literal["folder"]
     path: Path = Field(description="Folder where a scanner or kiosk drops images.")
     follow: bool = Field(default=True, description="Keep watching for new files (False: drain and stop).")
+    move_processed: bool = Field(
+        default=True,
+        description="Move read files into done/ (False: leave the folder untouched, e.g. when replaying "
+        "a recorded or simulated lane).",
+    )
 
 
 SourceConfig = Annotated[

@@ -376,7 +376,9 @@ class PlateReader:
     about 100 ms at 640 and 400 ms at 960 on one core). ``countries``: which grammars may
     produce a plate; add ``"FOREIGN"`` to also report other countries' plates (``find`` only:
     ``PlateRead`` carries VN/CN). ``max_rereads``: how many candidate regions are cropped and
-    read again at a higher scale.
+    read again at a higher scale. ``skip_confident``: when set (the lane sets it), candidates
+    the frame's OCR already read as a valid plate, uncorrected and at least this confident,
+    are not re-read.
     """
 
     def __init__(
@@ -389,6 +391,7 @@ class PlateReader:
         min_confidence: float = 0.5,
         min_agreement: float = 0.03,
         reread: bool = True,
+        skip_confident: float | None = None,
     ):
         self.engine = engine
         self.max_side = max_side
@@ -397,6 +400,7 @@ class PlateReader:
         self.min_confidence = min_confidence
         self.min_agreement = min_agreement
         self.reread = reread
+        self.skip_confident = skip_confident
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -458,6 +462,11 @@ class PlateReader:
     def _reread_order(self, candidates: list[_Candidate]) -> list[_Candidate]:
         """The candidates worth a closer look, most promising first, one per region."""
         worth = [c for c in candidates if c.readings or _plate_like("".join(ln.text for ln in c.lines))]
+        if self.skip_confident is not None:
+            # Lane mode: a plate the frame's own OCR already read cleanly needs no second look;
+            # the lane votes across frames anyway.
+            floor = self.skip_confident
+            worth = [c for c in worth if not any(p.confidence >= floor and not p.corrections for p, _ in c.readings)]
         worth.sort(key=lambda c: (-c.best_score(), -max(ln.confidence for ln in c.lines)))
         chosen: list[_Candidate] = []
         for cand in worth:

@@ -129,6 +129,7 @@ def _replay_config(sim_dir: Path, work: Path) -> AppConfig:
                 src["realtime"] = False
             if src["type"] == "folder":
                 src["follow"] = False
+                src["move_processed"] = False  # an evaluation never changes its data
     data["storage"] = {"path": work / "eval.db", "evidence_dir": work / "evidence"}
     return AppConfig.model_validate(data)
 

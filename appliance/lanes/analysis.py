@@ -28,6 +28,10 @@ from appliance.store.db import Store
 
 log = logging.getLogger(__name__)
 
+# In the lane, a plate the frame's OCR read cleanly at this confidence is not cropped and read
+# again: other frames of the passage vote on it (see PlateReader.skip_confident).
+LANE_PLATE_SKIP_CONFIDENT = 0.9
+
 _FLEET_ID = re.compile(r"^(IGV|AGV)[-_ ]?(\d{2,4})$")
 
 
@@ -59,7 +63,9 @@ class Readers:
         codes = CodeReader(CodeReaderConfig(max_payload_bytes=a.codes.max_payload_bytes)) if a.codes.enabled else None
         return cls(
             ocr=ocr,
-            plates=PlateReader(ocr) if a.plates.enabled else None,
+            plates=PlateReader(ocr, skip_confident=LANE_PLATE_SKIP_CONFIDENT, max_rereads=3)
+            if a.plates.enabled
+            else None,
             containers=ContainerReader(ocr) if a.containers.enabled else None,
             seals=SealReader(ocr, codes or CodeReader(), serial_pattern=a.seals.serial_pattern)
             if a.seals.enabled
