@@ -68,6 +68,9 @@ OWNER_CODES = ("MWC", "CSQ", "TGH", "BLK", "VNL", "HNC", "GXL", "DHX", "KLT", "L
 SEAL_PREFIXES = ("VNH", "VNS", "CNS", "GXS", "HLS", "TSL", "YNS", "LCS")
 
 
+# The simulator computes ISO 6346 check digits on its own, on purpose, instead of importing
+# appliance.analyzers.iso6346: ground truth made with the reader's code would hide a bug that
+# both share. Tests check both against the worked examples of the standard.
 def _letter_values() -> dict[str, int]:
     """ISO 6346 letter values: A=10, then +1 per letter skipping multiples of 11."""
     values: dict[str, int] = {}
