@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.config import AppConfig, LaneConfig, load_config
+from appliance.config import AppConfig, LaneConfig, load_config, verify_paths
 from appliance.ingest.frames import Frame
 from appliance.ingest.motion import MotionGate
 from appliance.ingest.runner import merge_by_time
@@ -123,6 +123,7 @@ def start_web(services: Services, host: str, port: int) -> threading.Thread:
 
 def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = True) -> Services:
     config = load_config(config_path)
+    verify_paths(config, str(config_path))
     services = init_services(config)
     web = start_web(services, config.web.host, config.web.port) if serve else None
     lanes = [

@@ -23,7 +23,7 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from appliance.config import AppConfig, load_config
+    from appliance.config import AppConfig, load_config, verify_paths
 
     if args.schema:
         print(json.dumps(AppConfig.model_json_schema(), indent=2, ensure_ascii=False))
@@ -31,6 +31,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.file is None:
         raise ApplianceError("check-config needs a FILE (or --schema)")
     cfg = load_config(Path(args.file))
+    verify_paths(cfg, args.file)
     sources = sum(len(lane.sources) for lane in cfg.lanes)
     print(f"{args.file}: OK ({len(cfg.lanes)} lane(s), {sources} source(s), gate {cfg.site.gate})")
     return 0

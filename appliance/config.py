@@ -269,3 +269,23 @@ def load_config(path: Path) -> AppConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
     return parse_config(text, where=str(path), base=path.resolve().parent)
+
+
+def verify_paths(cfg: AppConfig, where: str = "<config>") -> None:
+    """Files the config names must exist before anything starts (a half-started lane helps nobody).
+
+    Video files and the manifest must exist; scanner drop folders must exist (the scanner writes
+    into them, the appliance does not invent them). Raises ConfigError listing every problem.
+    """
+    problems = []
+    for i, lane in enumerate(cfg.lanes):
+        for j, src in enumerate(lane.sources):
+            field = f"lanes.{i}.sources.{j}.path"
+            if isinstance(src, VideoFileSourceConfig) and not src.path.is_file():
+                problems.append(f"{where}: {field}: video file {src.path} not found")
+            if isinstance(src, FolderSourceConfig) and not src.path.is_dir():
+                problems.append(f"{where}: {field}: scanner folder {src.path} not found (create it for the scanner)")
+    if cfg.manifest.file is not None and not cfg.manifest.file.is_file():
+        problems.append(f"{where}: manifest.file: {cfg.manifest.file} not found")
+    if problems:
+        raise ConfigError("configuration names missing files:\n  " + "\n  ".join(problems))

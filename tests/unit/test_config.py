@@ -73,9 +73,20 @@ def test_not_a_mapping_or_bad_yaml(text: str) -> None:
         parse_config(text, "c.yaml")
 
 
+def make_files(base: Path) -> None:
+    (base / "cams").mkdir()
+    (base / "cams/front.avi").write_bytes(b"")
+    (base / "kiosk").mkdir()
+    (base / "manifest.json").write_text('{"entries": []}')
+
+
 def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(GOOD)
+    assert main(["check-config", str(good)]) == 2
+    err = capsys.readouterr().err
+    assert "video file" in err and "scanner folder" in err and "manifest.file" in err
+    make_files(tmp_path)
     assert main(["check-config", str(good)]) == 0
     assert "OK" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
