@@ -152,6 +152,9 @@ def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: b
     if not (sim_dir / "truth.json").is_file():
         log.info("rendering the simulated gate (%d vehicles) into %s", vehicles, sim_dir)
         simulate(sim_dir, vehicles, seed, gap_s=DEMO_GAP_S, overwrite=True)
+    # Each demo run replays the same simulated passages: start from an empty store.
+    for stale in workdir.glob("appliance.db*"):
+        stale.unlink()
     data = load_config(sim_dir / "lane.yaml").model_dump(mode="json")
     for lane in data["lanes"]:
         for src in lane["sources"]:

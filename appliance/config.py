@@ -169,6 +169,71 @@ class ModelsConfig(Strict):
     root: Path | None = Field(default=None, description="Model store folder; default: the project's models/.")
 
 
+class TlsConfig(Strict):
+    ca_file: Path | None = Field(default=None, description="CA bundle that signed the server's certificate.")
+    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(default=None, description="Private key of the client certificate.")
+
+
+class _SinkBase(Strict):
+    name: str = Field(
+        description="Sink name, unique on this box; its delivery cursor is kept under this name "
+        "(renaming a sink starts a new cursor).",
+        pattern=r"^[a-z0-9_.-]+$",
+    )
+    batch: int = Field(default=100, ge=1, le=10000, description="Most events sent per round before waiting for acks.")
+    ack_timeout_s: float = Field(default=10.0, gt=0, description="How long to wait for the acknowledgement of a batch.")
+    backoff_initial_s: float = Field(default=0.5, gt=0, description="First retry delay after a failure.")
+    backoff_max_s: float = Field(default=60.0, gt=0, description="Longest retry delay (exponential, with jitter).")
+
+
+class MqttSinkConfig(_SinkBase):
+    type: Literal["mqtt"]
+    host: str = Field(description="Broker host name or address.")
+    port: int = Field(default=8883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
+    tls: TlsConfig | None = Field(default=None, description="TLS settings; absent: plain TCP (loopback/tests only).")
+    username: str | None = Field(default=None, description="MQTT user name.")
+    password_file: Path | None = Field(default=None, description="File holding the MQTT password.")
+    client_id: str | None = Field(
+        default=None, description="MQTT client id (persistent session key); default: smartgate-<gate>-<box>-<sink>."
+    )
+    topic: str = Field(
+        default="smartgate/{gate}/{lane}/verdicts", description="Topic template for events ({gate}, {lane}, {box})."
+    )
+    status_topic: str = Field(
+        default="smartgate/{gate}/{lane}/status",
+        description="Retained online/offline status topic (the broker publishes offline as the last will).",
+    )
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive interval.")
+
+
+class HttpSinkConfig(_SinkBase):
+    type: Literal["http"]
+    url: str = Field(description="https:// URL that receives each event as a POST (2xx = acknowledged).")
+    tls: TlsConfig | None = Field(default=None, description="CA and client certificate for mutual TLS.")
+    hmac_key_file: Path | None = Field(
+        default=None, description="File holding the HMAC-SHA256 key for a signature header."
+    )
+
+
+SinkConfig = Annotated[MqttSinkConfig | HttpSinkConfig, Field(discriminator="type")]
+
+
+class PublishConfig(Strict):
+    signing_key: Path | None = Field(
+        default=None, description="Ed25519 private key (PEM) that signs every event; absent: events are unsigned."
+    )
+    sinks: list[SinkConfig] = Field(default_factory=list, description="Where verdict events go; default: nowhere.")
+
+    @model_validator(mode="after")
+    def _unique_sinks(self) -> PublishConfig:
+        names = [s.name for s in self.sinks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"sink names must be unique, repeated: {dupes}")
+        return self
+
+
 class AppConfig(Strict):
     site: SiteConfig
     lanes: list[LaneConfig] = Field(min_length=1)
@@ -178,6 +243,7 @@ class AppConfig(Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
 
     @model_validator(mode="after")
     def _unique_lanes(self) -> AppConfig:
@@ -227,6 +293,14 @@ def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
     data["storage"]["evidence_dir"] = fix(data["storage"]["evidence_dir"])
     if data["models"]["root"]:
         data["models"]["root"] = fix(data["models"]["root"])
+    data["publish"]["signing_key"] = fix(data["publish"]["signing_key"])
+    for sink in data["publish"]["sinks"]:
+        for key in ("password_file", "hmac_key_file"):
+            if sink.get(key):
+                sink[key] = fix(sink[key])
+        if sink.get("tls"):
+            for key in ("ca_file", "cert_file", "key_file"):
+                sink["tls"][key] = fix(sink["tls"][key])
     return AppConfig.model_validate(data)
 
 
@@ -257,7 +331,7 @@ def parse_config(text: str, where: str = "<config>", base: Path | None = None) -
     return _resolve_paths(cfg, base) if base is not None else cfg
 
 
-_UNION_TAGS = {"video_file", "stream", "usb", "folder"}
+_UNION_TAGS = {"video_file", "stream", "usb", "folder", "mqtt", "http"}
 
 
 def load_config(path: Path) -> AppConfig:

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 
 from appliance.errors import StoreError
 from appliance.lanes.crossing import Crossing, read_kind
+from appliance.publish.events import encode_event
 from appliance.reads import BBox
 from appliance.verdicts.rules import Verdict
 
@@ -63,7 +64,66 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 2: transactional outbox (one row per event) and per-sink delivery state (each sink its own cursor)
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        lane_id TEXT NOT NULL,
+        crossing_id TEXT,
+        created_at REAL NOT NULL,
+        payload BLOB NOT NULL
+    );
+    CREATE INDEX outbox_by_lane ON outbox (lane_id, id);
+    CREATE TABLE outbox_sinks (
+        sink TEXT PRIMARY KEY,
+        lane_id TEXT,
+        registered_at REAL NOT NULL,
+        last_ack_at REAL
+    );
+    CREATE TABLE outbox_delivery (
+        sink TEXT NOT NULL REFERENCES outbox_sinks (sink) ON DELETE CASCADE,
+        outbox_id INTEGER NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        last_attempt_at REAL,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        delivered_at REAL,
+        PRIMARY KEY (sink, outbox_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX outbox_delivery_pending ON outbox_delivery (sink, delivered_at, outbox_id);
+    """,
 ]
+
+
+# Builds the outbox event of a crossing's verdict (see appliance.publish.events.VerdictEventBuilder).
+EventBuilder = Callable[[Crossing, Verdict], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One undelivered event for one sink."""
+
+    id: int
+    event_id: str
+    lane_id: str
+    created_at: float
+    payload: bytes
+    attempts: int
+    next_attempt_at: float
+
+
+@dataclass(frozen=True)
+class SinkStatus:
+    """Delivery state of one sink, for `appliance outbox status` and the status API."""
+
+    sink: str
+    lane_id: str | None
+    backlog: int
+    oldest_undelivered_age_s: float | None
+    last_ack_at: float | None
+    last_error: str | None
+    max_attempts: int
 
 
 @dataclass(frozen=True)
@@ -93,9 +153,12 @@ def _observation_value(read: object) -> tuple[str | None, float | None, BBox | N
 class Store:
     """Thread-safe access to one SQLite file (one connection, serialised by a lock)."""
 
-    def __init__(self, path: Path, evidence_dir: Path):
+    def __init__(self, path: Path, evidence_dir: Path, event_builder: EventBuilder | None = None):
         self.path = path
         self.evidence_dir = evidence_dir
+        # When set, save_crossing also writes the verdict event into the outbox (same transaction).
+        self.event_builder = event_builder
+        self._saved_listeners: list[Callable[[], None]] = []
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             evidence_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +234,8 @@ class Store:
         return None if row is None else self.evidence_dir / row["relpath"]
 
     def save_crossing(self, crossing: Crossing, verdict: Verdict) -> None:
-        """Crossing + observations + verdict in one transaction."""
+        """Crossing + observations + verdict (+ its outbox event, with an event builder) in one transaction."""
+        event = self.event_builder(crossing, verdict) if self.event_builder is not None else None
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO crossings (id, lane_id, started_at, ended_at, decision, declaration, "
@@ -208,6 +272,11 @@ class Store:
                 "evidence_sha256) VALUES (?,?,?,?,?,?,?,?)",
                 rows,
             )
+            if event is not None:
+                self._enqueue(conn, event, crossing.lane_id, crossing.id)
+        if event is not None:
+            for listener in list(self._saved_listeners):
+                listener()
 
     def _row(self, row: sqlite3.Row) -> CrossingRow:
         return CrossingRow(
@@ -255,3 +324,132 @@ class Store:
     def integrity_check(self) -> str:
         with self._lock:
             return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # --- outbox -------------------------------------------------------------------------------
+
+    def _enqueue(
+        self, conn: sqlite3.Connection, event: Mapping[str, Any], lane_id: str, crossing_id: str | None
+    ) -> int:
+        cur = conn.execute(
+            "INSERT INTO outbox (event_id, lane_id, crossing_id, created_at, payload) VALUES (?,?,?,?,?)",
+            (str(event["id"]), lane_id, crossing_id, time.time(), encode_event(event)),
+        )
+        outbox_id = int(cur.lastrowid or 0)
+        conn.execute(
+            "INSERT INTO outbox_delivery (sink, outbox_id) SELECT sink, ? FROM outbox_sinks "
+            "WHERE lane_id IS NULL OR lane_id = ?",
+            (outbox_id, lane_id),
+        )
+        return outbox_id
+
+    def enqueue_event(self, event: Mapping[str, Any], lane_id: str, crossing_id: str | None = None) -> int:
+        """Put an event that is not a crossing verdict (e.g. an inspector decision) into the outbox."""
+        with self.transaction() as conn:
+            outbox_id = self._enqueue(conn, event, lane_id, crossing_id)
+        for listener in list(self._saved_listeners):
+            listener()
+        return outbox_id
+
+    def add_outbox_listener(self, listener: Callable[[], None]) -> None:
+        """Called (outside the transaction) after each event is committed to the outbox."""
+        self._saved_listeners.append(listener)
+
+    def register_sink(self, sink: str, lane_id: str | None = None, backfill: bool = True) -> None:
+        """Make ``sink`` receive every new event (of ``lane_id`` only, when given).
+
+        A sink seen for the first time with ``backfill`` also gets every event already in the
+        outbox: nothing written before a sink was configured is silently skipped.
+        """
+        with self.transaction() as conn:
+            row = conn.execute("SELECT lane_id FROM outbox_sinks WHERE sink = ?", (sink,)).fetchone()
+            if row is not None:
+                if row["lane_id"] != lane_id:
+                    raise StoreError(
+                        f"{self.path}: sink {sink!r} is registered for lane {row['lane_id']!r}, not {lane_id!r}; "
+                        "give the sink a new name"
+                    )
+                return
+            conn.execute(
+                "INSERT INTO outbox_sinks (sink, lane_id, registered_at) VALUES (?,?,?)", (sink, lane_id, time.time())
+            )
+            if backfill:
+                conn.execute(
+                    "INSERT INTO outbox_delivery (sink, outbox_id) SELECT ?, id FROM outbox "
+                    "WHERE ? IS NULL OR lane_id = ?",
+                    (sink, lane_id, lane_id),
+                )
+        log.info("outbox sink %s registered (lane %s, backfill %s)", sink, lane_id or "all", backfill)
+
+    def pending(self, sink: str, limit: int = 100) -> list[OutboxRow]:
+        """The oldest undelivered events of ``sink``, in outbox order."""
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT o.id, o.event_id, o.lane_id, o.created_at, o.payload, d.attempts, d.next_attempt_at "
+                "FROM outbox_delivery d JOIN outbox o ON o.id = d.outbox_id "
+                "WHERE d.sink = ? AND d.delivered_at IS NULL ORDER BY d.outbox_id LIMIT ?",
+                (sink, limit),
+            )
+            return [
+                OutboxRow(r["id"], r["event_id"], r["lane_id"], r["created_at"], bytes(r["payload"]), r["attempts"],
+                          r["next_attempt_at"])
+                for r in cur.fetchall()
+            ]
+
+    def mark_delivered(self, sink: str, ids: Iterable[int], now: float | None = None) -> int:
+        """Record the sink's acknowledgement of these outbox ids; returns how many were newly delivered."""
+        id_list = list(ids)
+        if not id_list:
+            return 0
+        ts = time.time() if now is None else now
+        with self.transaction() as conn:
+            cur = conn.executemany(
+                "UPDATE outbox_delivery SET delivered_at = ?, attempts = attempts + 1, last_attempt_at = ?, "
+                "last_error = NULL WHERE sink = ? AND outbox_id = ? AND delivered_at IS NULL",
+                [(ts, ts, sink, i) for i in id_list],
+            )
+            conn.execute("UPDATE outbox_sinks SET last_ack_at = ? WHERE sink = ?", (ts, sink))
+            return cur.rowcount
+
+    def record_failure(self, sink: str, outbox_id: int, error: str, next_attempt_at: float) -> None:
+        """Count a failed attempt and when to try again (the event stays pending)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox_delivery SET attempts = attempts + 1, last_error = ?, last_attempt_at = ?, "
+                "next_attempt_at = ? WHERE sink = ? AND outbox_id = ? AND delivered_at IS NULL",
+                (error[:500], time.time(), next_attempt_at, sink, outbox_id),
+            )
+
+    def outbox_status(self, now: float | None = None) -> list[SinkStatus]:
+        """Backlog, oldest undelivered age, last acknowledgement and last error of each sink."""
+        ts = time.time() if now is None else now
+        with self._lock:
+            sinks = self._conn.execute("SELECT sink, lane_id, last_ack_at FROM outbox_sinks ORDER BY sink").fetchall()
+            result = []
+            for s in sinks:
+                agg = self._conn.execute(
+                    "SELECT COUNT(*) AS n, MIN(o.created_at) AS oldest, MAX(d.attempts) AS max_attempts "
+                    "FROM outbox_delivery d JOIN outbox o ON o.id = d.outbox_id "
+                    "WHERE d.sink = ? AND d.delivered_at IS NULL",
+                    (s["sink"],),
+                ).fetchone()
+                err = self._conn.execute(
+                    "SELECT last_error FROM outbox_delivery WHERE sink = ? AND delivered_at IS NULL "
+                    "AND last_error IS NOT NULL ORDER BY last_attempt_at DESC LIMIT 1",
+                    (s["sink"],),
+                ).fetchone()
+                result.append(
+                    SinkStatus(
+                        sink=s["sink"],
+                        lane_id=s["lane_id"],
+                        backlog=int(agg["n"]),
+                        oldest_undelivered_age_s=None if agg["oldest"] is None else max(0.0, ts - agg["oldest"]),
+                        last_ack_at=s["last_ack_at"],
+                        last_error=None if err is None else err["last_error"],
+                        max_attempts=int(agg["max_attempts"] or 0),
+                    )
+                )
+            return result
+
+    def outbox_count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
