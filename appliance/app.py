@@ -45,7 +45,10 @@ class Services:
 
 
 def init_store(config: AppConfig) -> Store:
-    return Store(config.storage.path, config.storage.evidence_dir)
+    from appliance.publish.setup import event_builder_from_config
+
+    # Every verdict is written to the outbox in the crossing's own transaction.
+    return Store(config.storage.path, config.storage.evidence_dir, event_builder=event_builder_from_config(config))
 
 
 def init_manifest(config: AppConfig) -> ManifestIndex:
@@ -122,9 +125,14 @@ def start_web(services: Services, host: str, port: int) -> threading.Thread:
 
 
 def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = True) -> Services:
+    from appliance.publish.setup import publisher_from_config
+
     config = load_config(config_path)
     verify_paths(config, str(config_path))
     services = init_services(config)
+    publisher = publisher_from_config(config, services.store) if config.publish.sinks else None
+    if publisher is not None:
+        publisher.start()
     web = start_web(services, config.web.host, config.web.port) if serve else None
     lanes = [
         threading.Thread(target=run_lane, args=(lane, services), name=f"lane-{lane.id}", daemon=True)
@@ -135,10 +143,14 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
     for thread in lanes:
         thread.join()
     log.info("all lane sources ended; %s", services.store.counts())
-    if web is not None and keep_serving:
-        log.info("sources finished; still serving the web UI (Ctrl+C to stop)")
-        while web.is_alive():
-            time.sleep(1.0)
+    try:
+        if web is not None and keep_serving:
+            log.info("sources finished; still serving the web UI (Ctrl+C to stop)")
+            while web.is_alive():
+                time.sleep(1.0)
+    finally:
+        if publisher is not None:
+            publisher.stop()
     return services
 
 

@@ -119,6 +119,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from appliance.config import load_config
+    from appliance.publish.status import format_outbox_status
+    from appliance.store.db import Store
+
+    cfg = load_config(Path(args.config))
+    store = Store(cfg.storage.path, cfg.storage.evidence_dir)
+    try:
+        print(format_outbox_status(store))
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="appliance", description="Lane-side edge appliance for smart border gates.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
@@ -171,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--height", type=int, default=1080)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("outbox", help="delivery state of the verdict outbox per sink")
+    p.add_argument("action", choices=["status"])
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_outbox)
 
     p = sub.add_parser("models", help="list or prepare the model store")
     p.add_argument("action", choices=["list", "prepare"])

@@ -6,6 +6,7 @@ evidence crops and the verdict's reasons. Text is Vietnamese by default (``?lang
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ def create_app(services: WebServices) -> FastAPI:
 
     @app.get("/api/status")
     def api_status() -> dict[str, Any]:
-        return {"gate": services.gate, "counts": store.counts(), **services.status}
+        outbox = [dataclasses.asdict(s) for s in store.outbox_status()]
+        return {"gate": services.gate, "counts": store.counts(), "outbox": outbox, **services.status}
 
     return app

@@ -36,6 +36,7 @@ def test_appliance_turns_a_simulated_lane_into_verdicts(lane_dir: Path, tmp_path
     rows = services.store.list_crossings(limit=100)
     assert len(rows) == len(truth["vehicles"]) == 3
     assert services.store.integrity_check() == "ok"
+    assert services.store.outbox_count() == 3  # every verdict waits in the outbox for central
 
     found = [(r.started_at, r.ended_at, r.decision, r.summary) for r in sorted(rows, key=lambda r: r.started_at)]
     for vehicle, (start, end, decision, summary) in zip(truth["vehicles"], found, strict=True):
