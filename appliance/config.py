@@ -142,6 +142,11 @@ class VerdictConfig(Strict):
     plate_mismatch: Literal["HOLD", "REVIEW"] = Field(
         default="HOLD", description="Verdict when the read plate differs from the manifest."
     )
+    seal_match_distance: int = Field(
+        default=1, ge=0, le=3,
+        description="OCR-only seal reads within this many character edits of a declared serial (in most "
+        "frames) support the declaration; barcode reads must match exactly. 0: exact only.",
+    )
     min_votes_to_hold: int = Field(
         default=2, ge=1,
         description="A read that contradicts the manifest holds the vehicle only when this many frames agree "

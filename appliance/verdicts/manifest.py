@@ -48,7 +48,7 @@ class ManifestIndex:
         self._entries: list[ManifestEntry] = []
         self._by_declaration: dict[str, ManifestEntry] = {}
         self._by_plate: dict[str, ManifestEntry] = {}
-        self._by_fleet: dict[str, ManifestEntry] = {}
+        self._by_fleet: dict[str, list[ManifestEntry]] = {}
         self._by_container: dict[str, ManifestEntry] = {}
         if manifest is not None:
             for entry in manifest.entries:
@@ -61,7 +61,7 @@ class ManifestIndex:
             if plate:
                 self._by_plate[_key(plate)] = entry
         if entry.fleet_id:
-            self._by_fleet[_key(entry.fleet_id)] = entry
+            self._by_fleet.setdefault(_key(entry.fleet_id), []).append(entry)
         for container in entry.containers:
             self._by_container[container.number] = entry
 
@@ -74,8 +74,14 @@ class ManifestIndex:
     def by_plate(self, plate: str) -> ManifestEntry | None:
         return self._by_plate.get(_key(plate))
 
-    def by_fleet_id(self, fleet_id: str) -> ManifestEntry | None:
-        return self._by_fleet.get(_key(fleet_id))
+    def by_fleet_id(self, fleet_id: str, containers: tuple[str, ...] = ()) -> ManifestEntry | None:
+        """The trip of a driverless vehicle: its fleet ID makes many trips, so the entry whose
+        containers were read wins; else the only entry; else None (ambiguous)."""
+        entries = self._by_fleet.get(_key(fleet_id), [])
+        for entry in entries:
+            if any(c.number in containers for c in entry.containers):
+                return entry
+        return entries[0] if len(entries) == 1 else None
 
     def by_container(self, number: str) -> ManifestEntry | None:
         return self._by_container.get(number)

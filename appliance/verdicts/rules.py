@@ -12,6 +12,7 @@ from typing import Literal
 
 from appliance.config import VerdictConfig
 from appliance.lanes.crossing import Crossing, FieldResult
+from appliance.reads import SealRead
 from appliance.verdicts.manifest import ManifestEntry, ManifestIndex, plate_key
 
 Decision = Literal["CLEAR", "REVIEW", "HOLD"]
@@ -52,8 +53,11 @@ def _find_entry(crossing: Crossing, index: ManifestIndex, reasons: list[Reason])
     for found in (crossing.tractor_plate, crossing.trailer_plate):
         if found is not None and (entry := index.by_plate(found.value)) is not None:
             return entry
-    if crossing.fleet_id is not None and (entry := index.by_fleet_id(crossing.fleet_id.value)) is not None:
-        return entry
+    read_containers = tuple(c.value for c in crossing.containers)
+    if crossing.fleet_id is not None:
+        entry = index.by_fleet_id(crossing.fleet_id.value, read_containers)
+        if entry is not None:
+            return entry
     for container in crossing.containers:
         if (entry := index.by_container(container.value)) is not None:
             return entry
@@ -93,10 +97,39 @@ def _check_containers(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConf
             reasons.append(Reason("container_unread", "REVIEW", "container", None, number))
     for number, found in read.items():
         if number not in declared:
-            confirmed = _confirmed(found, cfg, cfg.container_min_confidence)
+            # A verified read already passed the check digit: one confident frame is evidence.
+            confirmed = _confirmed(found, cfg, cfg.container_min_confidence) or (
+                found.method == "read" and found.confidence >= CONFIDENT_CONTAINER)
             reasons.append(Reason("container_mismatch" if confirmed else "container_mismatch_unconfirmed",
                                   "HOLD" if confirmed else "REVIEW", "container", number, ",".join(declared) or None))
     return reasons
+
+
+CONFIDENT_CONTAINER = 0.9
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein distance (short strings)."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def _ocr_supports_declared(crossing: Crossing, declared: tuple[str, ...], max_distance: int) -> bool:
+    """Blurred seal text read differently in each frame, yet each time within ``max_distance``
+    of a declared serial, supports the declaration (gate OCR matches against the expected
+    list). A decoded barcode is exact, so any barcode read that differs rules this out."""
+    if max_distance <= 0:
+        return False
+    reads = [o.read for o in crossing.observations if isinstance(o.read, SealRead) and o.read.serial]
+    if not reads or any(r.source in ("barcode", "both") and r.serial not in declared for r in reads):
+        return False
+    near = sum(1 for r in reads if min(_distance(r.serial or "", d) for d in declared) <= max_distance)
+    return near * 2 > len(reads)
 
 
 def _check_seals(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConfig) -> list[Reason]:
@@ -109,6 +142,8 @@ def _check_seals(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConfig) -
     if seal.serial is None:
         return [Reason("seal_unread", "REVIEW", "seal", None, declared)]
     if seal.serial.value not in entry.seals:
+        if _ocr_supports_declared(crossing, entry.seals, cfg.seal_match_distance):
+            return []
         if not _confirmed(seal.serial, cfg, cfg.seal_min_confidence):
             return [Reason("seal_mismatch_unconfirmed", "REVIEW", "seal", seal.serial.value, declared)]
         return [Reason("seal_mismatch", "HOLD", "seal", seal.serial.value, declared)]

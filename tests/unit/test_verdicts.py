@@ -6,6 +6,7 @@ import pytest
 
 from appliance.config import VerdictConfig
 from appliance.lanes.crossing import Crossing, FieldResult, SealState
+from appliance.reads import Observation, SealRead
 from appliance.verdicts.manifest import Manifest, ManifestContainer, ManifestEntry, ManifestIndex
 from appliance.verdicts.rules import decide
 
@@ -97,7 +98,7 @@ def test_ambiguous_container_goes_to_review() -> None:
     [
         ({"tractor_plate": FieldResult("12C-999.99", 0.95, 1)}, "tractor_plate_mismatch_unconfirmed"),
         ({"seal": SealState(True, FieldResult("VNH7654321", 0.9, 1))}, "seal_mismatch_unconfirmed"),
-        ({"containers": (FieldResult("CSQU3054383", 0.9, 1),)}, "container_mismatch_unconfirmed"),
+        ({"containers": (FieldResult("CSQU3054383", 0.8, 1),)}, "container_mismatch_unconfirmed"),
     ],
 )
 def test_single_frame_contradiction_goes_to_review_not_hold(change: dict[str, object], code: str) -> None:
@@ -116,3 +117,47 @@ def test_driverless_vehicle_needs_no_kiosk_declaration() -> None:
     assert verdict.decision == "CLEAR", verdict.reasons
     assert verdict.declaration == "301234567899"
     assert decide(dataclasses.replace(crossing, fleet_id=fr("IGV-08")), index, CFG).decision == "HOLD"
+
+
+def test_one_confident_check_digit_verified_container_is_enough_to_hold() -> None:
+    crossing = dataclasses.replace(GOOD, containers=(FieldResult("CSQU3054383", 0.95, 1),))
+    assert decide(crossing, INDEX, CFG).decision == "HOLD"
+
+
+def seal_obs(*serials: tuple[str, str]) -> tuple[Observation, ...]:
+    return tuple(Observation("rear", float(i), SealRead(s, True, 0.7, None, src))  # type: ignore[arg-type]
+                 for i, (s, src) in enumerate(serials))
+
+
+def test_blurred_seal_reads_near_the_declared_serial_support_it() -> None:
+    obs = seal_obs(("VNH1234S67", "ocr"), ("VNH1Z34567", "ocr"), ("VNH1234567", "ocr"))
+    crossing = dataclasses.replace(GOOD, seal=SealState(True, FieldResult("VNH1234S67", 0.7, 1)), observations=obs)
+    assert decide(crossing, INDEX, CFG).decision == "CLEAR"
+    assert decide(crossing, INDEX, VerdictConfig(seal_match_distance=0)).decision == "REVIEW"
+
+
+def test_a_differing_barcode_is_never_explained_away() -> None:
+    obs = seal_obs(("VNH1234S67", "ocr"), ("VNH1234568", "barcode"), ("VNH1234567", "ocr"))
+    crossing = dataclasses.replace(GOOD, seal=SealState(True, FieldResult("VNH1234568", 0.9, 2)), observations=obs)
+    assert decide(crossing, INDEX, CFG).decision == "HOLD"
+
+
+def test_far_seal_reads_do_not_support() -> None:
+    obs = seal_obs(("VNH9934S67", "ocr"), ("VNH9934567", "ocr"))
+    crossing = dataclasses.replace(GOOD, seal=SealState(True, FieldResult("VNH9934567", 0.9, 2)), observations=obs)
+    assert decide(crossing, INDEX, CFG).decision == "HOLD"
+
+
+def test_fleet_id_with_many_trips_picks_the_trip_by_container() -> None:
+    trips = tuple(
+        ManifestEntry(declaration=f"30123456789{i}", fleet_id="IGV-07",
+                      containers=(ManifestContainer(number=n),), seals=("VNH1234567",))
+        for i, n in enumerate(["CSQU3054383", "MWCU6059784"])
+    )
+    index = ManifestIndex(Manifest(entries=trips))
+    crossing = dataclasses.replace(GOOD, tractor_plate=None, trailer_plate=None, declarations=(),
+                                   fleet_id=fr("IGV-07"))
+    verdict = decide(crossing, index, CFG)
+    assert verdict.decision == "CLEAR" and verdict.declaration == "301234567891"
+    unknown = dataclasses.replace(crossing, containers=(fr("TGHU1234560"),))
+    assert decide(unknown, index, CFG).decision == "HOLD"  # which trip? nobody knows: hold
