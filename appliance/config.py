@@ -135,9 +135,20 @@ class AnalyzersConfig(Strict):
 
 
 class VerdictConfig(Strict):
-    plate_min_confidence: float = Field(default=0.6, ge=0, le=1, description="Below: REVIEW.")
-    container_min_confidence: float = Field(default=0.6, ge=0, le=1, description="Below: REVIEW.")
-    seal_min_confidence: float = Field(default=0.5, ge=0, le=1, description="Below: REVIEW.")
+    plate_min_confidence: float = Field(
+        default=0.6, ge=0, le=1, description="A plate read that contradicts the manifest needs this to HOLD."
+    )
+    container_min_confidence: float = Field(
+        default=0.6, ge=0, le=1, description="A container read that contradicts the manifest needs this to HOLD."
+    )
+    seal_min_confidence: float = Field(
+        default=0.5, ge=0, le=1, description="A seal read that contradicts the manifest needs this to HOLD."
+    )
+    match_min_confidence: float = Field(
+        default=0.2, ge=0, le=1,
+        description="A read that equals the manifest exactly needs only this confidence (an OCR error that "
+        "lands exactly on the declared value is very unlikely); below it: REVIEW.",
+    )
     require_declaration: bool = Field(default=True, description="No declaration scanned: REVIEW.")
     plate_mismatch: Literal["HOLD", "REVIEW"] = Field(
         default="HOLD", description="Verdict when the read plate differs from the manifest."

@@ -78,7 +78,7 @@ def _check_plate(name: str, read: FieldResult | None, expected: str | None, cfg:
         if not _confirmed(read, cfg, cfg.plate_min_confidence):
             return [Reason(f"{name}_mismatch_unconfirmed", "REVIEW", name, read.value, expected)]
         return [Reason(f"{name}_mismatch", cfg.plate_mismatch, name, read.value, expected)]
-    if read.confidence < cfg.plate_min_confidence:
+    if read.confidence < cfg.match_min_confidence:
         return [Reason(f"{name}_low_confidence", "REVIEW", name, read.value, expected)]
     return []
 
@@ -89,7 +89,7 @@ def _check_containers(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConf
     declared = [c.number for c in entry.containers]
     for number in declared:
         if number in read:
-            if read[number].confidence < cfg.container_min_confidence:
+            if read[number].confidence < cfg.match_min_confidence:
                 reasons.append(Reason("container_low_confidence", "REVIEW", "container", number, number))
         elif number in crossing.container_candidates:
             reasons.append(Reason("container_ambiguous", "REVIEW", "container", None, number))
@@ -147,7 +147,7 @@ def _check_seals(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConfig) -
         if not _confirmed(seal.serial, cfg, cfg.seal_min_confidence):
             return [Reason("seal_mismatch_unconfirmed", "REVIEW", "seal", seal.serial.value, declared)]
         return [Reason("seal_mismatch", "HOLD", "seal", seal.serial.value, declared)]
-    if seal.serial.confidence < cfg.seal_min_confidence:
+    if seal.serial.confidence < cfg.match_min_confidence:
         return [Reason("seal_low_confidence", "REVIEW", "seal", seal.serial.value, declared)]
     return []
 

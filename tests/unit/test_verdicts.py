@@ -54,7 +54,8 @@ def test_everything_matches_clears() -> None:
         ({"seal": SealState(None, None)}, "REVIEW", "seal_unread"),
         ({"tractor_plate": fr("12C-999.99")}, "HOLD", "tractor_plate_mismatch"),
         ({"tractor_plate": None}, "REVIEW", "tractor_plate_unread"),
-        ({"tractor_plate": fr("12C-123.45", 0.3)}, "REVIEW", "tractor_plate_low_confidence"),
+        ({"tractor_plate": fr("12C-123.45", 0.1)}, "REVIEW", "tractor_plate_low_confidence"),
+        ({"seal": SealState(True, fr("VNH1234567", 0.1))}, "REVIEW", "seal_low_confidence"),
         ({"declarations": ("999999999999",)}, "HOLD", "declaration_not_in_manifest"),
         ({"declarations": ()}, "REVIEW", "declaration_unread"),
     ],
@@ -161,3 +162,9 @@ def test_fleet_id_with_many_trips_picks_the_trip_by_container() -> None:
     assert verdict.decision == "CLEAR" and verdict.declaration == "301234567891"
     unknown = dataclasses.replace(crossing, containers=(fr("TGHU1234560"),))
     assert decide(unknown, index, CFG).decision == "HOLD"  # which trip? nobody knows: hold
+
+
+def test_weak_read_that_equals_the_manifest_clears() -> None:
+    crossing = dataclasses.replace(GOOD, seal=SealState(True, fr("VNH1234567", 0.35)),
+                                   tractor_plate=fr("12C-123.45", 0.4))
+    assert decide(crossing, INDEX, CFG).decision == "CLEAR"
