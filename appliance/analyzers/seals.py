@@ -195,7 +195,7 @@ def _fuse(ocr: list[_Evidence], codes: list[_Evidence]) -> list[SealRead]:
         rival = _nearest(code, unused_ocr)
         if rival is not None:
             unused_ocr.remove(rival)
-            near = _distance(rival.serial, code.serial) <= 1
+            near = edit_distance(rival.serial, code.serial) <= 1
             confidence = CONF_DISAGREE_NEAR if near else CONF_DISAGREE_FAR
             log.info("seal: barcode and printed serial disagree (%s); taking the barcode", "1 char" if near else "more")
             reads.append(SealRead(code.serial, True, confidence, code.bbox or rival.bbox, "barcode"))
@@ -225,8 +225,8 @@ def _nearest(code: _Evidence, ocr: Sequence[_Evidence]) -> _Evidence | None:
     return min(ocr, key=gap)
 
 
-def _distance(a: str, b: str) -> int:
-    """Levenshtein distance."""
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (short strings: serials, plates)."""
     previous = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         current = [i]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from appliance.analyzers.seals import edit_distance
 from appliance.config import VerdictConfig
 from appliance.lanes.crossing import Crossing, FieldResult
 from appliance.reads import SealRead
@@ -108,17 +109,6 @@ def _check_containers(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConf
 CONFIDENT_CONTAINER = 0.9
 
 
-def _distance(a: str, b: str) -> int:
-    """Levenshtein distance (short strings)."""
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
 def _ocr_supports_declared(crossing: Crossing, declared: tuple[str, ...], max_distance: int) -> bool:
     """Blurred seal text read differently in each frame, yet each time within ``max_distance``
     of a declared serial, supports the declaration (gate OCR matches against the expected
@@ -128,7 +118,7 @@ def _ocr_supports_declared(crossing: Crossing, declared: tuple[str, ...], max_di
     reads = [o.read for o in crossing.observations if isinstance(o.read, SealRead) and o.read.serial]
     if not reads or any(r.source in ("barcode", "both") and r.serial not in declared for r in reads):
         return False
-    near = sum(1 for r in reads if min(_distance(r.serial or "", d) for d in declared) <= max_distance)
+    near = sum(1 for r in reads if min(edit_distance(r.serial or "", d) for d in declared) <= max_distance)
     return near * 2 > len(reads)
 
 
