@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=5.0)
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--height", type=int, default=1080)
-    p.add_argument("--gap-s", type=float, default=2.0, help="idle seconds between vehicles")
+    p.add_argument("--gap-s", type=float, default=3.0, help="idle seconds between vehicles")
     p.add_argument("--rate-per-day", type=float, default=None, help="e.g. 3500 (Hữu Nghị's 2030 target)")
     p.add_argument("--night-share", type=float, default=0.3)
     p.add_argument("--mismatch-share", type=float, default=0.2)

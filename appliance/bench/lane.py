@@ -20,13 +20,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import cv2
-import numpy as np
 
-from appliance.analyzers.ocr import OcrEngine, crop_quad
 from appliance.config import AssemblyConfig
 from appliance.lanes.analysis import Readers
 from appliance.lanes.assembly import LaneAssembler
-from appliance.reads import BBox, Observation, Read, TextLine
+from appliance.reads import Observation, Read
 
 
 def _ms(values: list[float]) -> tuple[float, float]:
@@ -34,23 +32,6 @@ def _ms(values: list[float]) -> tuple[float, float]:
         return 0.0, 0.0
     ordered = sorted(values)
     return statistics.fmean(values) * 1000, ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000
-
-
-def _lines(engine: OcrEngine, image: np.ndarray, times: dict[str, list[float]]) -> list[TextLine]:
-    t0 = time.perf_counter()
-    quads = engine.detector.detect(image)
-    t1 = time.perf_counter()
-    crops = [crop_quad(image, q) for q in quads]
-    recs = engine.recognizer.recognize(crops)
-    t2 = time.perf_counter()
-    times["text detection"].append(t1 - t0)
-    times["text recognition"].append(t2 - t1)
-    lines = []
-    for quad, rec in zip(quads, recs, strict=True):
-        if rec.text and rec.confidence >= engine.min_confidence:
-            pts = [(float(x), float(y)) for x, y in quad]
-            lines.append(TextLine(rec.text, rec.confidence, BBox.from_points(pts), tuple(pts), rec.alternatives))
-    return lines
 
 
 def bench_lane(seconds: float = 20.0, width: int = 1920, height: int = 1080, fps: float = 5.0) -> str:
@@ -87,7 +68,7 @@ def bench_lane(seconds: float = 20.0, width: int = 1920, height: int = 1080, fps
                 assembler.on_motion("rear", frame.ts, False)
                 continue
             busy_frames += 1
-            lines = _lines(engine, frame.image, times)
+            lines = engine.read(frame.image, timings=times)
             reads: list[Read] = []
             for stage, reader in (("plate reader", readers.plates), ("container reader", readers.containers),
                                   ("seal reader (OCR + codes)", readers.seals)):

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from appliance.config import LaneConfig, VerdictConfig
 from appliance.ingest.frames import Frame
@@ -37,7 +37,6 @@ class StageTimes:
     analysed_frames: int = 0
     skipped_frames: int = 0
     crossings: int = 0
-    by_stage: dict[str, float] = field(default_factory=dict)
 
 
 class LanePipeline:

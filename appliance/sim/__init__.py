@@ -8,7 +8,6 @@ Public API::
     plan_lane(vehicles, seed, ...) -> LanePlan            # the plan only (truth, manifest)
     render_vehicle_frames(vehicle, camera, *, width, height, frames, seed) -> list[ndarray]
     render_kiosk(vehicle, when, *, width=1280, height=960) -> ndarray
-    add_cli(subparsers) / run_cli(args)                   # ``appliance simulate`` (sim.cli)
 
 ``progress(done, total)`` counts rendered frames over both cameras. The output layout and
 the truth/manifest formats are in docs/SIMULATOR.md.
@@ -81,7 +80,7 @@ def simulate(
     fps: float = 5.0,
     width: int = 1920,
     height: int = 1080,
-    gap_s: float | None = 2.0,
+    gap_s: float | None = 3.0,
     rate_per_day: float | None = None,
     night_share: float = 0.3,
     mismatch_share: float = 0.2,

@@ -303,7 +303,7 @@ def plan_lane(
     fps: float = 5.0,
     width: int = 1920,
     height: int = 1080,
-    gap_s: float | None = 2.0,
+    gap_s: float | None = 3.0,
     rate_per_day: float | None = None,
     night_share: float = 0.3,
     mismatch_share: float = 0.2,
