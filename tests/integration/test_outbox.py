@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +22,8 @@ from appliance.publish.publisher import Publisher, RetryPolicy, SendResult
 from appliance.publish.status import format_outbox_status
 from appliance.store.db import OutboxRow, Store
 from appliance.verdicts.rules import Verdict
+from tests.integration.mosquitto import Broker, wait_until
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 FAST = RetryPolicy(batch=50, ack_timeout_s=2.0, backoff_initial_s=0.05, backoff_max_s=0.5, idle_poll_s=0.05)
 KEY = Ed25519PrivateKey.generate()
 
@@ -39,15 +35,6 @@ def crossing(i: int) -> Crossing:
 
 def new_store(tmp_path: Path) -> Store:
     return Store(tmp_path / "a.db", tmp_path / "ev", event_builder=VerdictEventBuilder("VNHNG", "box-1", KEY))
-
-
-def wait_until(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # --- store and publisher with fake sinks ---------------------------------------------------------
@@ -141,61 +128,6 @@ def test_backoff_grows_and_is_jittered() -> None:
 
 
 # --- a real Mosquitto ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
-    def __init__(self, workdir: Path):
-        self.port = free_port()
-        self.dir = workdir
-        (workdir / "data").mkdir()
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {workdir / 'data'}/\nmax_queued_messages 0\nlog_dest file {workdir / 'log'}\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {(self.dir / 'log').read_text(errors='replace')}") from None
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # graceful: it saves its persistence file
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    d = tmp_path / "broker"
-    d.mkdir()
-    b = Broker(d)
-    b.start()
-    yield b
-    b.stop()
 
 
 class Central:
