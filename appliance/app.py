@@ -25,6 +25,7 @@ from appliance.lanes.pipeline import LanePipeline
 from appliance.store.db import Store
 from appliance.verdicts.manifest import ManifestIndex, load_manifest_file
 from appliance.verdicts.rules import Verdict
+from appliance.verdicts.watchlist import WatchlistIndex
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Services:
     manifest: ManifestIndex
     analyzer: FrameAnalyzer
     status: dict[str, Any] = field(default_factory=dict)
+    watchlist: WatchlistIndex = field(default_factory=WatchlistIndex)
 
 
 def init_store(config: AppConfig) -> Store:
@@ -53,7 +55,8 @@ def init_store(config: AppConfig) -> Store:
 
 def init_manifest(config: AppConfig) -> ManifestIndex:
     if config.manifest.file is None:
-        log.warning("no pre-arrival manifest configured: every crossing will be held (no_manifest_entry)")
+        if config.inbound is None:
+            log.warning("no pre-arrival manifest configured: every crossing will be held (no_manifest_entry)")
         return ManifestIndex()
     index = ManifestIndex(load_manifest_file(config.manifest.file))
     log.info("loaded pre-arrival manifest with %d entries", len(index))
@@ -61,11 +64,14 @@ def init_manifest(config: AppConfig) -> ManifestIndex:
 
 
 def init_services(config: AppConfig) -> Services:
+    from appliance.inbound.setup import load_inbound_state
+
     store = init_store(config)
     manifest = init_manifest(config)
+    watchlist = load_inbound_state(store, manifest)  # what central sent before this start
     readers = Readers.from_config(config)
     analyzer = FrameAnalyzer(readers, store, detector_max_side=config.analyzers.plates.detector_max_side)
-    return Services(config, store, manifest, analyzer)
+    return Services(config, store, manifest, analyzer, watchlist=watchlist)
 
 
 def open_lane_sources(lane: LaneConfig) -> list[Source]:
@@ -87,7 +93,7 @@ def run_lane(
     """Run a lane's sources through its pipeline until they end (or ``stop`` is set)."""
     pipeline = LanePipeline(
         lane, services.analyzer, services.manifest, services.config.verdicts, services.store,
-        workers=workers, on_crossing=on_crossing,
+        workers=workers, on_crossing=on_crossing, watchlist=services.watchlist,
     )
     gates = {s.id: MotionGate() for s in lane.sources if s.role != "kiosk"}
     sources = open_lane_sources(lane)
@@ -99,8 +105,8 @@ def run_lane(
             if stop is not None and stop.is_set():
                 break
             gate = gates.get(frame.source_id)
-            moving = gate.update(frame.image).moving if gate is not None else False
-            pipeline.feed(frame, moving)
+            motion = gate.update(frame.image) if gate is not None else None
+            pipeline.feed(frame, motion is not None and motion.moving, motion.bbox if motion is not None else None)
             lane_status["last_frame_ts"] = frame.ts
             lane_status["crossings"] = pipeline.times.crossings
     finally:
@@ -125,14 +131,20 @@ def start_web(services: Services, host: str, port: int) -> threading.Thread:
 
 
 def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = True) -> Services:
+    from appliance.inbound.setup import subscriber_from_config
     from appliance.publish.setup import publisher_from_config
 
     config = load_config(config_path)
     verify_paths(config, str(config_path))
     services = init_services(config)
+    # Built first: a bad trusted key file stops the boot before any connection is opened.
+    inbound = (subscriber_from_config(config, services.store, services.manifest, services.watchlist, services.status)
+               if config.inbound is not None else None)
     publisher = publisher_from_config(config, services.store) if config.publish.sinks else None
     if publisher is not None:
         publisher.start()
+    if inbound is not None:
+        inbound.start()
     web = start_web(services, config.web.host, config.web.port) if serve else None
     lanes = [
         threading.Thread(target=run_lane, args=(lane, services), name=f"lane-{lane.id}", daemon=True)
@@ -149,6 +161,8 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
             while web.is_alive():
                 time.sleep(1.0)
     finally:
+        if inbound is not None:
+            inbound.stop()
         if publisher is not None:
             publisher.stop()
     return services

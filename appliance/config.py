@@ -225,11 +225,39 @@ class MqttSinkConfig(_SinkBase):
 
 class HttpSinkConfig(_SinkBase):
     type: Literal["http"]
-    url: str = Field(description="https:// URL that receives each event as a POST (2xx = acknowledged).")
-    tls: TlsConfig | None = Field(default=None, description="CA and client certificate for mutual TLS.")
-    hmac_key_file: Path | None = Field(
-        default=None, description="File holding the HMAC-SHA256 key for a signature header."
+    url: str = Field(
+        description="https:// URL that receives each event as a POST (2xx or 409 = acknowledged); "
+        "plain http:// only to a loopback host."
     )
+    tls: TlsConfig | None = Field(
+        default=None, description="CA that signed the server's certificate (default: system CAs) and client "
+        "certificate/key for mutual TLS."
+    )
+    hmac_key_file: Path | None = Field(
+        default=None, description="File holding the HMAC-SHA256 key (surrounding whitespace stripped) for the "
+        "X-Smartgate-Signature header; absent: no HMAC header."
+    )
+    ack_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long each POST may take (connect, TLS handshake, response) before "
+        "it counts as not acknowledged."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra request headers, e.g. Authorization: Bearer <token> (a token "
+        "here makes this file a secret: mode 0600). Content-Type, Idempotency-Key and X-Smartgate-Signature "
+        "are set by the sink."
+    )
+
+    @model_validator(mode="after")
+    def _check_url_and_headers(self) -> HttpSinkConfig:
+        from appliance.publish.http_sink import reserved_headers, url_problem
+
+        problem = url_problem(self.url)
+        if problem:
+            raise ValueError(problem)
+        bad = reserved_headers(self.headers)
+        if bad:
+            raise ValueError(f"headers {bad} are set by the sink itself and cannot be configured")
+        return self
 
 
 SinkConfig = Annotated[MqttSinkConfig | HttpSinkConfig, Field(discriminator="type")]
@@ -250,6 +278,32 @@ class PublishConfig(Strict):
         return self
 
 
+class InboundConfig(Strict):
+    host: str = Field(description="Broker host name or address that carries central's manifests and watchlists.")
+    port: int = Field(default=8883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
+    tls: TlsConfig | None = Field(default=None, description="TLS settings; absent: plain TCP (loopback/tests only).")
+    username: str | None = Field(default=None, description="MQTT user name.")
+    password_file: Path | None = Field(default=None, description="File holding the MQTT password.")
+    client_id: str | None = Field(
+        default=None, description="MQTT client id (persistent session key); default: smartgate-<gate>-<box>-inbound."
+    )
+    manifest_topic: str = Field(
+        default="smartgate/{gate}/manifests", description="Topic of pre-arrival manifest events ({gate}, {box})."
+    )
+    watchlist_topic: str = Field(
+        default="smartgate/{gate}/watchlists", description="Topic of watchlist events ({gate}, {box})."
+    )
+    trusted_keys: list[Path] = Field(
+        default_factory=list,
+        description="Central's Ed25519 public keys (PEM); when set, every inbound message must carry a valid "
+        "signature by one of them. Empty: unsigned messages are accepted (development only, logged once).",
+    )
+    max_payload_bytes: int = Field(
+        default=262144, ge=1024, le=16 * 1024 * 1024, description="Larger messages are dead-lettered unread."
+    )
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive interval.")
+
+
 class AppConfig(Strict):
     site: SiteConfig
     lanes: list[LaneConfig] = Field(min_length=1)
@@ -260,6 +314,9 @@ class AppConfig(Strict):
     web: WebConfig = Field(default_factory=WebConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    inbound: InboundConfig | None = Field(
+        default=None, description="Subscription to central's manifests and watchlists; absent: none."
+    )
 
     @model_validator(mode="after")
     def _unique_lanes(self) -> AppConfig:
@@ -317,6 +374,13 @@ def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
         if sink.get("tls"):
             for key in ("ca_file", "cert_file", "key_file"):
                 sink["tls"][key] = fix(sink["tls"][key])
+    if data["inbound"]:
+        inbound = data["inbound"]
+        inbound["password_file"] = fix(inbound["password_file"])
+        inbound["trusted_keys"] = [fix(k) for k in inbound["trusted_keys"]]
+        if inbound["tls"]:
+            for key in ("ca_file", "cert_file", "key_file"):
+                inbound["tls"][key] = fix(inbound["tls"][key])
     return AppConfig.model_validate(data)
 
 

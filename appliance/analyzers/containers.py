@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -159,9 +160,20 @@ def _chains(tokens: list[_Token], linked: Callable[[_Token, _Token], bool], layo
     return out
 
 
+# The weight and capacity marking on the doors (MAX GROSS 30,480 KG, TARE 2,227 KG, NET ...,
+# CU.CAP. 33.2 CU.M): never part of a number, which ends in its check digit.
+_MARKING = re.compile(r"\d\s*(?:KGS?|LBS?)(?![A-Z])|CU\s*\.?\s*(?:M|FT)(?![A-Z])")
+
+
+def is_marking(text: str) -> bool:
+    """True for a line of the door's weight/capacity marking."""
+    return bool(_MARKING.search(text.upper()))
+
+
 def assemble(lines: Sequence[TextLine]) -> list[_Assembly]:
     """Number hypotheses from OCR lines: single tokens, line chains, stacked pairs, columns."""
-    tokens = [_token(line) for line in lines if any(iso6346.normalize_char(c) for c in line.text)]
+    tokens = [_token(line) for line in lines
+              if any(iso6346.normalize_char(c) for c in line.text) and not is_marking(line.text)]
     out: list[_Assembly] = []
     for token in tokens:
         if len(token.clean) >= 7:
@@ -182,6 +194,13 @@ def assemble(lines: Sequence[TextLine]) -> list[_Assembly]:
 # --------------------------------------------------------------------------------------------
 # Re-reading crops
 # --------------------------------------------------------------------------------------------
+
+
+def _mostly_on(box: BBox, other: BBox, share: float = 0.6) -> bool:
+    """True when most of ``box`` lies on ``other``."""
+    w = min(box.x + box.w, other.x + other.w) - max(box.x, other.x)
+    h = min(box.y + box.h, other.y + other.h) - max(box.y, other.y)
+    return w > 0 and h > 0 and w * h >= share * max(1, box.area)
 
 
 def _overlap(a: BBox | None, b: BBox | None) -> bool:
@@ -321,8 +340,18 @@ class ContainerReader:
 
     # -- public ----------------------------------------------------------------------------
 
-    def read(self, image: np.ndarray, lines: Sequence[TextLine] | None = None) -> tuple[ContainerRead, ...]:
+    def read(
+        self,
+        image: np.ndarray,
+        lines: Sequence[TextLine] | None = None,
+        known: Collection[str] = (),
+        exclude: Sequence[BBox] = (),
+    ) -> tuple[ContainerRead, ...]:
         """Container numbers in the frame: verified reads by confidence, or one candidate set.
+
+        ``known``: numbers already settled (the lane's open crossing); text whose candidates
+        include one is not cropped and read again. ``exclude``: boxes of text already explained
+        otherwise (seal serials), not read again either.
 
         ``lines``: OCR lines the caller already has for this frame (the lane OCRs a frame once
         for all readers). Without them the reader runs the OCR itself at ``max_side`` and, when
@@ -333,7 +362,7 @@ class ContainerReader:
         shared = lines is not None
         if lines is None:
             lines = self.engine.read(image, max_side=self.settings.max_side)
-        reads = self._read_lines(image, lines)
+        reads = self._read_lines(image, lines, known, exclude)
         fallback = self.settings.fallback_max_side and (not shared or self.settings.fallback_with_lines)
         if fallback and not any(is_verified(r) for r in reads):
             log.debug("no verified container number; OCR again at %d px", self.settings.fallback_max_side)
@@ -343,10 +372,18 @@ class ContainerReader:
 
     # -- pipeline --------------------------------------------------------------------------
 
-    def _read_lines(self, image: np.ndarray, lines: Sequence[TextLine]) -> tuple[ContainerRead, ...]:
+    def _read_lines(
+        self,
+        image: np.ndarray,
+        lines: Sequence[TextLine],
+        known: Collection[str] = (),
+        exclude: Sequence[BBox] = (),
+    ) -> tuple[ContainerRead, ...]:
         assemblies = assemble(lines)
         first = [self._score(_Hypothesis(a.text, a.alts, a.confidence, a.box, a.layout)) for a in assemblies]
-        doubtful = [a for a, h in zip(assemblies, first, strict=True) if self._worth_rereading(a, h)]
+        doubtful = [a for a, h in zip(assemblies, first, strict=True)
+                    if self._worth_rereading(a, h) and not any(c.number in known for c in h.ranked)
+                    and not any(_mostly_on(a.box, b) for b in exclude)]
         rereads = [self._score(h) for h in self._rereads(image, doubtful)]
         return tuple(self._decide([h for h in first + rereads if h.ranked], lines))
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -405,10 +405,20 @@ class PlateReader:
     # -- public API ----------------------------------------------------------------------------
 
     def read(
-        self, image: np.ndarray, roi: BBox | None = None, lines: Sequence[TextLine] | None = None
+        self,
+        image: np.ndarray,
+        roi: BBox | None = None,
+        lines: Sequence[TextLine] | None = None,
+        known: Collection[str] = (),
+        exclude: Sequence[BBox] = (),
+        reread: bool | None = None,
     ) -> tuple[PlateRead, ...]:
-        """VN/CN plates in a frame, best first. ``lines``: text lines already read on this frame."""
-        reads = (f.to_read() for f in self.find(image, roi=roi, lines=lines))
+        """VN/CN plates in a frame, best first. ``lines``: text lines already read on this frame;
+        ``known``: plates already settled (a candidate that reads as one is not re-read);
+        ``exclude``: boxes of text already explained otherwise (container numbers, seal serials),
+        never re-read as plates; ``reread``: override the reader's own setting for this frame."""
+        findings = self.find(image, roi=roi, lines=lines, known=known, exclude=exclude, reread=reread)
+        reads = (f.to_read() for f in findings)
         return tuple(r for r in reads if r is not None)
 
     def read_crop(self, crop: np.ndarray) -> tuple[PlateRead, ...]:
@@ -417,7 +427,13 @@ class PlateReader:
         return tuple(r for r in reads if r is not None)
 
     def find(
-        self, image: np.ndarray, roi: BBox | None = None, lines: Sequence[TextLine] | None = None
+        self,
+        image: np.ndarray,
+        roi: BBox | None = None,
+        lines: Sequence[TextLine] | None = None,
+        known: Collection[str] = (),
+        exclude: Sequence[BBox] = (),
+        reread: bool | None = None,
     ) -> tuple[PlateFinding, ...]:
         """Plates in a frame (any country in ``countries``), best first, one per plate region."""
         image = check_image(image, "plate reader")
@@ -428,8 +444,9 @@ class PlateReader:
         else:
             own = [_Line.of(ln, dx, dy) for ln in lines if _inside(ln.bbox, roi)]
         candidates = self._scored_candidates(own)
-        if self.reread:
-            for cand in self._reread_order(candidates):
+        if self.reread if reread is None else reread:
+            shifted = [BBox(b.x - dx, b.y - dy, b.w, b.h) for b in exclude]
+            for cand in self._reread_order(candidates, known, shifted):
                 cand.readings.extend(self._reread_region(view, cand))
         findings = self._findings(view, candidates, dx, dy)
         log.debug("plates: %d lines, %d candidates -> %s", len(own), len(candidates), [f.text for f in findings])
@@ -459,9 +476,15 @@ class PlateReader:
             cand.readings.extend(_candidate_parses(cand, self.countries))
         return candidates
 
-    def _reread_order(self, candidates: list[_Candidate]) -> list[_Candidate]:
+    def _reread_order(
+        self, candidates: list[_Candidate], known: Collection[str] = (), exclude: Sequence[BBox] = ()
+    ) -> list[_Candidate]:
         """The candidates worth a closer look, most promising first, one per region."""
         worth = [c for c in candidates if c.readings or _plate_like("".join(ln.text for ln in c.lines))]
+        if known:
+            worth = [c for c in worth if not any(p.canonical in known for p, _ in c.readings)]
+        if exclude:
+            worth = [c for c in worth if not any(_iou(c.box, (b.x, b.y, b.x + b.w, b.y + b.h)) > 0.5 for b in exclude)]
         if self.skip_confident is not None:
             # Lane mode: a plate the frame's own OCR already read cleanly needs no second look;
             # the lane votes across frames anyway.

@@ -131,12 +131,12 @@ class SealReader:
         for text, confidence, bbox in _line_texts(lines):
             if confidence < self.settings.min_ocr_confidence:
                 continue
-            serial = self._serial_in(text)
+            serial = self.serial_in(text)
             if serial and (serial not in found or confidence > found[serial].confidence):
                 found[serial] = _Evidence(serial, confidence, bbox)
         return sorted(found.values(), key=lambda e: -e.confidence)
 
-    def _serial_in(self, text: str) -> str | None:
+    def serial_in(self, text: str) -> str | None:
         """The serial in an OCR string: as read, or with letter/digit look-alikes mapped.
 
         The whole line (spaces dropped) is tried first, then each separated word, so that

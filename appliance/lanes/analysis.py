@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 
 from appliance.analyzers.codes import CodeReader, CodeReaderConfig
-from appliance.analyzers.containers import ContainerReader
+from appliance.analyzers.containers import ContainerReader, is_marking
+from appliance.analyzers.iso6346 import is_valid_size_type
 from appliance.analyzers.ocr import OcrEngine
 from appliance.analyzers.payloads import parse_declaration
 from appliance.analyzers.plates import PlateReader
@@ -23,10 +27,13 @@ from appliance.analyzers.seals import SealReader
 from appliance.config import AppConfig
 from appliance.inference.store import ModelStore
 from appliance.ingest.frames import Frame
-from appliance.reads import BBox, FleetIdRead, Observation, Read, TextLine
+from appliance.lanes.assembly import Settled
+from appliance.reads import BBox, ContainerRead, FleetIdRead, Observation, PlateRead, Read, SealRead, TextLine
 from appliance.store.db import Store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # In the lane, a plate the frame's OCR read cleanly at this confidence is not cropped and read
 # again: other frames of the passage vote on it (see PlateReader.skip_confident).
@@ -74,6 +81,10 @@ class Readers:
         )
 
 
+def _compact(text: str) -> str:
+    return "".join(ch for ch in text.upper() if ch.isalnum())
+
+
 def _overlaps_any(box: BBox | None, others: list[BBox], share: float = 0.5) -> bool:
     """True when ``box`` lies mostly (``share`` of the smaller box) on one of ``others``."""
     if box is None:
@@ -108,7 +119,18 @@ class FrameAnalyzer:
         self.store = store
         self.detector_max_side = detector_max_side
 
-    def reads_for(self, role: str, image: np.ndarray) -> list[Read]:
+    def reads_for(
+        self,
+        role: str,
+        image: np.ndarray,
+        roi: BBox | None = None,
+        timings: dict[str, list[float]] | None = None,
+        settled: Settled | None = None,
+    ) -> list[Read]:
+        """The reads of one frame. ``roi``: where to detect text (None: the whole frame);
+        ``settled``: what the open crossing already agrees on (no second looks at text that
+        reads as that); ``timings`` (if given) collects seconds per stage, for ``appliance bench lane``."""
+        settled = settled or Settled()
         r = self.readers
         reads: list[Read] = []
         if role == "kiosk":
@@ -118,26 +140,47 @@ class FrameAnalyzer:
                 if declaration is not None:
                     reads.append(declaration)
             return reads
-        lines = r.ocr.read(image, max_side=self.detector_max_side)
-        plates = list(r.plates.read(image, lines=lines)) if r.plates else []
-        if role == "front":
-            return [*plates, *read_fleet_ids(lines)]
-        containers = r.containers.read(image, lines=lines) if r.containers else ()
+        clock = _StageClock(timings)
+        lines = r.ocr.read(image, max_side=self.detector_max_side, timings=timings, roi=roi)
+        # Lines that plainly are something else (a seal serial, the doors' weight marking, a
+        # size/type code) get no costly second look as a plate or a container number.
+        other = [ln.bbox for ln in lines if self._plainly_other(ln.text)]
+        containers: tuple[ContainerRead, ...] = ()
+        seals: list[SealRead] = []
+        if role != "front":
+            if r.seals:
+                seals = list(clock.run("seal reader", r.seals.read, image, region=roi, lines=lines))
+            if r.containers:
+                containers = clock.run("container reader", r.containers.read, image, lines=lines,
+                                       known=settled.containers, exclude=other)
         container_boxes = [c.bbox for c in containers if c.bbox is not None]
-        seals = list(r.seals.read(image, lines=lines)) if r.seals else []
         # Text already explained as a container number is not also a seal serial or a plate
         # (a seal serial is not a plate either): each piece of paint has one meaning.
         seals = [s for s in seals if s.source != "ocr" or not _overlaps_any(s.bbox, container_boxes)]
         explained = container_boxes + [s.bbox for s in seals if s.serial and s.bbox is not None]
+        plates: list[PlateRead] = []
+        if r.plates:
+            # One plate per camera and vehicle: once the crossing has settled it, no second looks.
+            plates = list(clock.run("plate reader", r.plates.read, image, lines=lines, known=settled.plates,
+                                    exclude=explained + other, reread=False if settled.plates else None))
         plates = [p for p in plates if not _overlaps_any(p.bbox, explained)]
+        if role == "front":
+            return [*plates, *read_fleet_ids(lines)]
         # "No seal" only counts on frames where the doors were read clearly, so a seal
         # that is merely too far away or too small is never taken for a missing one.
         doors_seen = any(c.verified for c in containers)
         return [*plates, *containers, *(s for s in seals if s.present or doors_seen)]
 
-    def analyze(self, role: str, frame: Frame) -> list[Observation]:
+    def _plainly_other(self, text: str) -> bool:
+        seals = self.readers.seals
+        return (is_marking(text) or is_valid_size_type(_compact(text))
+                or (seals is not None and seals.serial_in(text) is not None))
+
+    def analyze(
+        self, role: str, frame: Frame, roi: BBox | None = None, settled: Settled | None = None
+    ) -> list[Observation]:
         observations = []
-        for read in self.reads_for(role, frame.image):
+        for read in self.reads_for(role, frame.image, roi=roi, settled=settled):
             sha = None
             if self.store is not None:
                 data = crop_jpeg(frame.image, getattr(read, "bbox", None))
@@ -145,3 +188,19 @@ class FrameAnalyzer:
                     sha = self.store.put_evidence(data)
             observations.append(Observation(frame.source_id, frame.ts, read, sha))
         return observations
+
+
+class _StageClock:
+    """Times calls into a ``timings`` dict (seconds per stage name); does nothing without one."""
+
+    def __init__(self, timings: dict[str, list[float]] | None):
+        self.timings = timings
+
+    def run(self, stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self.timings is None:
+            return fn(*args, **kwargs)
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.timings.setdefault(stage, []).append(time.perf_counter() - started)

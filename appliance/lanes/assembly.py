@@ -9,7 +9,7 @@ crossings as the live lane did.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -92,6 +92,27 @@ def container_consensus(unverified: list[Observation]) -> FieldResult | None:
     return FieldResult(top.value, round(confidence, 4), top.votes, top.best.evidence_sha256, "consensus")
 
 
+# A value the open crossing has "settled": this many frames read it at this confidence, and it
+# holds this share of its kind's reads from the same camera role. Readers skip their costly
+# second looks at text that already reads as a settled value (see ``LaneAssembler.settled``).
+SETTLED_MIN_VOTES = 3
+SETTLED_MIN_CONFIDENCE = 0.85
+SETTLED_MIN_SHARE = 0.75
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Values the open crossing already agrees on, per kind of read."""
+
+    plates: frozenset[str] = frozenset()
+    containers: frozenset[str] = frozenset()
+
+
+def _settled_values(values: list[tuple[str, float]]) -> frozenset[str]:
+    strong = Counter(v for v, confidence in values if confidence >= SETTLED_MIN_CONFIDENCE)
+    return frozenset(v for v, n in strong.items() if n >= SETTLED_MIN_VOTES and n >= SETTLED_MIN_SHARE * len(values))
+
+
 class LaneAssembler:
     """Turns a time-ordered stream of motion events and reads into closed crossings."""
 
@@ -123,6 +144,16 @@ class LaneAssembler:
             self._pending.append((role, obs))
             return
         self._open.observations.append((role, obs))
+
+    def settled(self, role: str) -> Settled:
+        """What the open crossing has settled from ``role``'s frames (nothing when none is open)."""
+        if self._open is None:
+            return Settled()
+        plates = [(o.read.text, o.read.confidence) for r, o in self._open.observations
+                  if r == role and isinstance(o.read, PlateRead)]
+        containers = [(o.read.number, o.read.confidence) for r, o in self._open.observations
+                      if r == role and isinstance(o.read, ContainerRead) and o.read.verified]
+        return Settled(_settled_values(plates), _settled_values(containers))
 
     def _adopt_pending(self, ts: float) -> None:
         assert self._open is not None

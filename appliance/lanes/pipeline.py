@@ -1,5 +1,8 @@
 """One lane's processing: motion gate -> readers (in a thread pool) -> assembly -> verdict -> store.
 
+Text is detected only in the region where the motion gate saw change (``MotionRegion``); the
+readers then work on the whole frame with the lines found there.
+
 ``LanePipeline.feed`` takes frames in time order, from a live runner or from a file replay.
 Analysis runs in worker threads (ONNX Runtime and OpenCV release the GIL) but results are fed
 to the assembler in frame order, so a replay is deterministic whatever the thread timing.
@@ -17,12 +20,14 @@ from dataclasses import dataclass
 from appliance.config import LaneConfig, VerdictConfig
 from appliance.ingest.frames import Frame
 from appliance.lanes.analysis import FrameAnalyzer
-from appliance.lanes.assembly import LaneAssembler
+from appliance.lanes.assembly import LaneAssembler, Settled
 from appliance.lanes.crossing import Crossing
-from appliance.reads import Observation
+from appliance.lanes.regions import MotionBox, MotionRegion
+from appliance.reads import BBox, Observation
 from appliance.store.db import Store
 from appliance.verdicts.manifest import ManifestIndex
 from appliance.verdicts.rules import Verdict, decide
+from appliance.verdicts.watchlist import WatchlistIndex
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +54,10 @@ class LanePipeline:
         store: Store | None,
         workers: int = 1,
         on_crossing: Callable[[Crossing, Verdict], None] | None = None,
+        watchlist: WatchlistIndex | None = None,
     ):
         self.lane = lane
+        self.watchlist = watchlist
         self.roles = {s.id: s.role for s in lane.sources}
         cameras = [s.id for s in lane.sources if s.role in CAMERA_ROLES]
         self.assembler = LaneAssembler(lane.id, lane.assembly, cameras)
@@ -64,6 +71,7 @@ class LanePipeline:
         self._in_flight: deque[tuple[Frame, bool, Future[list[Observation]] | None]] = deque()
         self._last_motion: dict[str, float] = {}
         self._last_analysed: dict[str, float] = {}
+        self._regions = {s.id: MotionRegion() for s in lane.sources if s.role in CAMERA_ROLES}
         self.times = StageTimes()
 
     def _wants_analysis(self, frame: Frame, moving: bool) -> bool:
@@ -82,10 +90,10 @@ class LanePipeline:
         self._last_analysed[frame.source_id] = frame.ts
         return True
 
-    def _analyze(self, frame: Frame) -> list[Observation]:
+    def _analyze(self, frame: Frame, roi: BBox | None, settled: Settled) -> list[Observation]:
         started = time.perf_counter()
         try:
-            return self.analyzer.analyze(self.roles[frame.source_id], frame)
+            return self.analyzer.analyze(self.roles[frame.source_id], frame, roi=roi, settled=settled)
         except Exception:
             # One bad frame must not stop the lane; the frame is logged and skipped.
             log.exception("lane %s: analysis failed on %s frame %d", self.lane.id, frame.source_id, frame.index)
@@ -93,13 +101,22 @@ class LanePipeline:
         finally:
             self.times.analysis_s += time.perf_counter() - started
 
-    def feed(self, frame: Frame, moving: bool) -> list[tuple[Crossing, Verdict]]:
-        """Give the lane one frame (in time order) and the motion gate's answer for it."""
+    def feed(self, frame: Frame, moving: bool, motion_box: MotionBox | None = None) -> list[tuple[Crossing, Verdict]]:
+        """Give the lane one frame (in time order), the motion gate's answer for it and the box
+        of what changed (None: nothing, or the caller has no box; the whole frame is analysed)."""
         if frame.source_id not in self.roles:
             raise KeyError(f"lane {self.lane.id}: unknown source {frame.source_id!r}")
+        region = self._regions.get(frame.source_id)
+        if region is not None:
+            region.update(frame.ts, motion_box)
         future = None
         if self._wants_analysis(frame, moving):
-            future = self.pool.submit(self._analyze, frame)
+            h, w = frame.image.shape[:2]
+            roi = region.region(w, h) if region is not None else None
+            # What the open crossing agrees on so far, taken here (in frame order) so that a
+            # replay analyses each frame the same way whatever the thread timing.
+            settled = self.assembler.settled(self.roles[frame.source_id])
+            future = self.pool.submit(self._analyze, frame, roi, settled)
             self.times.analysed_frames += 1
         else:
             self.times.skipped_frames += 1
@@ -120,7 +137,7 @@ class LanePipeline:
         return [self._finish(c) for c in closed]
 
     def _finish(self, crossing: Crossing) -> tuple[Crossing, Verdict]:
-        verdict = decide(crossing, self.manifest, self.verdicts)
+        verdict = decide(crossing, self.manifest, self.verdicts, self.watchlist)
         if self.store is not None:
             self.store.save_crossing(crossing, verdict)
         self.times.crossings += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from appliance.inbound.repo import InboundRepo
 from appliance.store.db import Store
 
 
@@ -23,6 +24,9 @@ def format_outbox_status(store: Store, now: float | None = None) -> str:
     ts = time.time() if now is None else now
     sinks = store.outbox_status(now=ts)
     lines = [f"outbox: {store.outbox_count()} events stored"]
+    dead, last_reason = InboundRepo(store).dead_letter_stats()
+    if dead:
+        lines.append(f"inbound: {dead} messages dead-lettered, last: {last_reason}"[:200])
     if not sinks:
         lines.append("no sinks registered (publish.sinks in the config is empty): events are kept, not sent")
         return "\n".join(lines)

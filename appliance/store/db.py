@@ -93,6 +93,46 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX outbox_delivery_pending ON outbox_delivery (sink, delivered_at, outbox_id);
     """,
+    # 3: inbound from central (see appliance/inbound): applied event ids, manifests, watchlists, dead letters
+    """
+    CREATE TABLE inbound_events (
+        event_id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        payload_sha256 TEXT NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE TABLE inbound_manifest (
+        declaration TEXT PRIMARY KEY,
+        entry_json TEXT,
+        cancelled INTEGER NOT NULL DEFAULT 0,
+        event_id TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE watchlist (
+        kind TEXT NOT NULL CHECK (kind IN ('plate', 'container', 'person')),
+        value_key TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        expires_at REAL,
+        event_id TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (kind, value_key)
+    );
+    CREATE TABLE inbound_meta (
+        key TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        received_at REAL NOT NULL,
+        topic TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        payload_bytes INTEGER NOT NULL,
+        payload_sha256 TEXT NOT NULL,
+        payload_head TEXT
+    );
+    CREATE INDEX dead_letters_by_time ON dead_letters (received_at);
+    """,
 ]
 
 

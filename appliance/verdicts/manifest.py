@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,9 +43,13 @@ def _key(text: str) -> str:
 
 
 class ManifestIndex:
-    """Look-ups the rules need: by declaration, plate, fleet id and container number."""
+    """Look-ups the rules need: by declaration, plate, fleet id and container number.
+
+    Thread-safe: inbound manifests from central change it while the lanes read it.
+    """
 
     def __init__(self, manifest: Manifest | None = None):
+        self._lock = threading.RLock()
         self._entries: list[ManifestEntry] = []
         self._by_declaration: dict[str, ManifestEntry] = {}
         self._by_plate: dict[str, ManifestEntry] = {}
@@ -55,6 +60,28 @@ class ManifestIndex:
                 self.add(entry)
 
     def add(self, entry: ManifestEntry) -> None:
+        with self._lock:
+            self._add(entry)
+
+    def upsert(self, entry: ManifestEntry) -> None:
+        """Add ``entry``, replacing the entry of the same declaration (central amended it)."""
+        with self._lock:
+            self.remove(entry.declaration)
+            self._add(entry)
+
+    def remove(self, declaration: str) -> bool:
+        """Drop a declaration (central cancelled it); False when it was not there."""
+        with self._lock:
+            if declaration not in self._by_declaration:
+                return False
+            kept = [e for e in self._entries if e.declaration != declaration]
+            self._entries, self._by_declaration, self._by_plate = [], {}, {}
+            self._by_fleet, self._by_container = {}, {}
+            for entry in kept:
+                self._add(entry)
+            return True
+
+    def _add(self, entry: ManifestEntry) -> None:
         self._entries.append(entry)
         self._by_declaration[entry.declaration] = entry
         for plate in (entry.tractor_plate, entry.trailer_plate):
@@ -66,25 +93,30 @@ class ManifestIndex:
             self._by_container[container.number] = entry
 
     def __len__(self) -> int:
-        return len(self._entries)
+        with self._lock:
+            return len(self._entries)
 
     def by_declaration(self, number: str) -> ManifestEntry | None:
-        return self._by_declaration.get(number)
+        with self._lock:
+            return self._by_declaration.get(number)
 
     def by_plate(self, plate: str) -> ManifestEntry | None:
-        return self._by_plate.get(_key(plate))
+        with self._lock:
+            return self._by_plate.get(_key(plate))
 
     def by_fleet_id(self, fleet_id: str, containers: tuple[str, ...] = ()) -> ManifestEntry | None:
         """The trip of a driverless vehicle: its fleet ID makes many trips, so the entry whose
         containers were read wins; else the only entry; else None (ambiguous)."""
-        entries = self._by_fleet.get(_key(fleet_id), [])
+        with self._lock:
+            entries = list(self._by_fleet.get(_key(fleet_id), []))
         for entry in entries:
             if any(c.number in containers for c in entry.containers):
                 return entry
         return entries[0] if len(entries) == 1 else None
 
     def by_container(self, number: str) -> ManifestEntry | None:
-        return self._by_container.get(number)
+        with self._lock:
+            return self._by_container.get(number)
 
 
 def plate_key(text: str) -> str:

@@ -7,6 +7,7 @@ means the lane could not establish something (an inspector must look).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,6 +16,7 @@ from appliance.config import VerdictConfig
 from appliance.lanes.crossing import Crossing, FieldResult
 from appliance.reads import SealRead
 from appliance.verdicts.manifest import ManifestEntry, ManifestIndex, plate_key
+from appliance.verdicts.watchlist import WatchlistIndex
 
 Decision = Literal["CLEAR", "REVIEW", "HOLD"]
 _RANK = {"CLEAR": 0, "REVIEW": 1, "HOLD": 2}
@@ -142,8 +144,31 @@ def _check_seals(crossing: Crossing, entry: ManifestEntry, cfg: VerdictConfig) -
     return []
 
 
-def decide(crossing: Crossing, index: ManifestIndex, cfg: VerdictConfig) -> Verdict:
-    """Apply every rule and return the verdict with all its reasons."""
+def check_watchlist(crossing: Crossing, watchlist: WatchlistIndex, now: float) -> list[Reason]:
+    """HOLD when a settled plate or container is on an active watchlist from central.
+
+    An exact hit on a listed value is evidence enough (an OCR error landing exactly on a listed
+    plate is very unlikely); expired entries are ignored. ``expected`` carries the list's reason.
+    """
+    reasons: list[Reason] = []
+    for name, read in (("tractor_plate", crossing.tractor_plate), ("trailer_plate", crossing.trailer_plate)):
+        if read is not None and (hit := watchlist.lookup("plate", read.value, now)) is not None:
+            reasons.append(Reason("watchlist_plate", "HOLD", name, read.value, f"watchlist: {hit.reason}"))
+    for container in crossing.containers:
+        if (hit := watchlist.lookup("container", container.value, now)) is not None:
+            reasons.append(Reason("watchlist_container", "HOLD", "container", container.value,
+                                  f"watchlist: {hit.reason}"))
+    return reasons
+
+
+def decide(
+    crossing: Crossing,
+    index: ManifestIndex,
+    cfg: VerdictConfig,
+    watchlist: WatchlistIndex | None = None,
+    now: float | None = None,
+) -> Verdict:
+    """Apply every rule and return the verdict with all its reasons (``now``: for watchlist expiry)."""
     reasons: list[Reason] = []
     # Driverless IGV/AGV have no driver at the kiosk: their manifest entry is found by fleet ID.
     driverless = crossing.fleet_id is not None and crossing.tractor_plate is None
@@ -160,6 +185,8 @@ def decide(crossing: Crossing, index: ManifestIndex, cfg: VerdictConfig) -> Verd
             reasons += _check_plate("fleet_id", crossing.fleet_id, entry.fleet_id, cfg)
         reasons += _check_containers(crossing, entry, cfg)
         reasons += _check_seals(crossing, entry, cfg)
+    if watchlist is not None:
+        reasons += check_watchlist(crossing, watchlist, time.time() if now is None else now)
     decision: Decision = "CLEAR"
     for reason in reasons:
         if _RANK[reason.severity] > _RANK[decision]:
