@@ -46,3 +46,23 @@ def test_blank_image_reads_nothing(engine: OcrEngine) -> None:
 def test_bad_images_raise_frame_error(engine: OcrEngine, bad: object) -> None:
     with pytest.raises(FrameError):
         engine.read(bad)  # type: ignore[arg-type]
+
+
+def test_region_detection_finds_the_same_lines_in_frame_pixels(engine: OcrEngine) -> None:
+    from appliance.reads import BBox
+
+    image = scene()
+    whole = engine.read(image, max_side=960)
+    inside = engine.read(image, max_side=960, roi=BBox(500, 250, 500, 200))
+    assert [line.text for line in inside] == ["桂A12345"]  # the plate outside the region is not read
+    same = next(line for line in whole if line.text == "桂A12345")
+    # Same scale as the whole frame, boxes in frame pixels (not region pixels).
+    assert abs(inside[0].bbox.x - same.bbox.x) <= 4 and abs(inside[0].bbox.y - same.bbox.y) <= 4
+    assert abs(inside[0].bbox.w - same.bbox.w) <= 8
+
+
+def test_region_outside_or_degenerate_reads_nothing(engine: OcrEngine) -> None:
+    from appliance.reads import BBox
+
+    assert engine.read(scene(), roi=BBox(2000, 2000, 50, 50)) == []
+    assert engine.read(scene(), roi=BBox(10, 10, 2, 2)) == []

@@ -128,3 +128,33 @@ def test_verified_read_beats_consensus() -> None:
     c = lane.on_motion("rear", 5.0, False)[0]
     assert [x.value for x in c.containers] == ["CSQU3054383"]
     assert c.containers[0].method == "read"
+
+
+def test_settled_needs_enough_confident_agreeing_frames_of_the_same_role() -> None:
+    lane = make()
+    assert lane.settled("rear").plates == frozenset()  # nothing open
+    lane.on_motion("rear", 0.0, True)
+    for i in range(2):
+        lane.add("rear", Observation("rear", 0.2 * i, plate("15C-123.45", 0.95)))
+    assert lane.settled("rear").plates == frozenset()  # two frames are not enough
+    lane.add("rear", Observation("rear", 0.4, plate("15C-123.45", 0.95)))
+    assert lane.settled("rear").plates == {"15C-123.45"}
+    assert lane.settled("front").plates == frozenset()  # another camera's view of the vehicle
+    for i in range(2):  # disagreement: the value no longer holds 75 % of this camera's reads
+        lane.add("rear", Observation("rear", 0.6 + 0.2 * i, plate("15C-128.45", 0.9)))
+    assert lane.settled("rear").plates == frozenset()
+
+
+def test_settled_containers_count_only_verified_confident_reads() -> None:
+    lane = make()
+    lane.on_motion("rear", 0.0, True)
+    for i in range(3):
+        lane.add("rear", Observation("rear", 0.2 * i, ContainerRead("MWCU6059784", 0.6, BOX, verified=True)))
+    assert lane.settled("rear").containers == frozenset()  # not confident enough
+    for i in range(8):  # confident reads, but short of 75 % of all this camera's reads
+        lane.add("rear", Observation("rear", 1 + 0.1 * i, ContainerRead("MWCU6059784", 0.95, BOX, verified=True)))
+    assert lane.settled("rear").containers == frozenset()
+    lane.add("rear", Observation("rear", 1.9, ContainerRead("MWCU6059784", 0.95, BOX, verified=True)))
+    assert lane.settled("rear").containers == {"MWCU6059784"}
+    closed = lane.on_motion("rear", 10.0, False)
+    assert len(closed) == 1 and lane.settled("rear").containers == frozenset()

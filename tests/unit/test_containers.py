@@ -11,6 +11,7 @@ from appliance.analyzers.containers import (
     ContainerReader,
     assemble,
     column_characters,
+    is_marking,
     is_verified,
 )
 from appliance.analyzers.iso6346 import is_valid
@@ -201,3 +202,60 @@ def test_fuse_views_votes_verified_reads_only() -> None:
 def test_baseline_takes_pattern_without_check_digit() -> None:
     lines = [line("MWCU 605978 5", 0, 0, 100, 20, 0.9), line("TOTAL 123", 0, 40, 100, 20, 0.99)]
     assert baseline_number(lines) == ("MWCU6059785", 0.9)
+
+
+def _stacked_door() -> np.ndarray:
+    img = door()
+    draw = ImageDraw.Draw(img)
+    text(img, "PCIU", 400, 100, 44)
+    text(img, "274312", 400, 152, 44)
+    boxed(draw, 580, 152, "9", 44, WHITE)
+    text(img, "22G1", 400, 204, 44)
+    return bgr(img)
+
+
+class _CountingRecognizer:
+    """The real recogniser, counting the crops it is asked to read."""
+
+    def __init__(self, engine: OcrEngine):
+        self.inner = engine.recognizer
+        self.crops = 0
+
+    def recognize(self, crops: list[np.ndarray], batch: int = 8) -> list[object]:
+        self.crops += len(crops)
+        return self.inner.recognize(crops, batch=batch)  # type: ignore[return-value]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_settled_number_and_excluded_text_get_no_reread() -> None:
+    engine = OcrEngine.from_store()
+    image = _stacked_door()
+    lines = engine.read(image)
+    counting = _CountingRecognizer(engine)
+    engine.recognizer = counting  # type: ignore[assignment]
+    reader = ContainerReader(engine)
+    first = reader.read(image, lines=lines)
+    assert first and first[0].number == "PCIU2743129" and is_verified(first[0])
+    full = counting.crops
+    assert full > 0  # the stacked rows needed a second look
+    counting.crops = 0
+    hinted = reader.read(image, lines=lines, known={"PCIU2743129"})
+    # Only the assemblies that could not mean the settled number are read again.
+    assert counting.crops < full
+    assert hinted and hinted[0].number == "PCIU2743129"
+    counting.crops = 0
+    whole = BBox(0, 0, image.shape[1], image.shape[0])
+    reader.read(image, lines=lines, exclude=[whole])
+    assert counting.crops == 0
+
+
+@pytest.mark.parametrize("line,marking", [
+    ("MAX.GROSS 30,480 KG", True), ("TARE 2,227KG", True), ("NET28,253KG", True), ("CU.CAP.33.2 CU.M", True),
+    ("67,200 LB", True), ("CAPU 123456 7", False), ("NETU1234565", False), ("22G1", False),
+])
+def test_weight_marking_is_never_a_number(line: str, marking: bool) -> None:
+    assert is_marking(line) is marking
+    lines = [TextLine(line, 0.95, BBox(10, 10, 300, 30))]
+    assert (assemble(lines) == []) is (marking or len(line.replace(" ", "")) < 7)

@@ -217,3 +217,17 @@ def test_region_of_interest_outside_the_frame_raises_frame_error(reader: PlateRe
 def test_colour_is_the_plate_background(bg: RGB, fg: RGB, colour: str) -> None:
     plate = render_plate(["29C-123.45"], bg, fg, (260, 60))
     assert estimate_colour(plate, (0.0, 0.0, 260.0, 60.0)) == colour
+
+
+def test_lane_hints_stop_the_second_look(engine: OcrEngine) -> None:
+    """In the lane: no re-read of text explained otherwise, nor when asked for none this frame."""
+    plate = render_plate(["51F-678.90"], WHITE, INK, (200, 46))
+    scene = render_scene([(plate, (600, 420))], size=(1920, 1080))
+    poor = [TextLine("5IF-67B.9", 0.6, BBox(608, 430, 184, 28))]
+    reader = PlateReader(engine)
+    assert [r.text for r in reader.read(scene, lines=poor)] == ["51F-678.90"]
+    explained = [BBox(600, 425, 200, 40)]  # e.g. the box of a seal serial the lane already read
+    assert "51F-678.90" not in [r.text for r in reader.read(scene, lines=poor, exclude=explained)]
+    assert "51F-678.90" not in [r.text for r in reader.read(scene, lines=poor, reread=False)]
+    # An exclusion elsewhere in the frame changes nothing.
+    assert [r.text for r in reader.read(scene, lines=poor, exclude=[BBox(0, 0, 100, 100)])] == ["51F-678.90"]
