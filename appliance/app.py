@@ -121,8 +121,10 @@ def start_web(services: Services, host: str, port: int) -> threading.Thread:
     import uvicorn
 
     from appliance.web.app import WebServices, create_app
+    from appliance.web.auth import AuthSettings
 
-    web = WebServices(services.store, services.config.site.gate, services.status)
+    web = WebServices(services.store, services.config.site.gate, services.status,
+                      auth=AuthSettings.from_config(services.config.web))
     server = uvicorn.Server(uvicorn.Config(create_app(web), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
@@ -194,4 +196,7 @@ def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: b
     demo_path = workdir / "demo.yaml"
     demo_path.write_text("# Written by `appliance demo`.\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
                          encoding="utf-8")
+    from appliance.users_cli import create_demo_admin
+
+    create_demo_admin(load_config(demo_path))  # demo only: a fresh admin, its random password printed once
     return run_appliance(demo_path, serve=True, keep_serving=keep_serving)

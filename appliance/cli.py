@@ -1,4 +1,4 @@
-"""Command line: ``appliance run|demo|simulate|check-config|eval|bench|models``."""
+"""Command line: ``appliance run|demo|simulate|check-config|eval|bench|models|outbox|users|audit``."""
 
 from __future__ import annotations
 
@@ -95,10 +95,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "outbox":
+        from appliance.bench.outbox import bench_outbox, format_outbox_bench
+
+        print(format_outbox_bench(bench_outbox(crossings=args.crossings, broker_port=args.broker_port,
+                                               rate=args.rate, latency_seconds=args.latency_seconds)))
+        return 0
     from appliance.bench.lane import bench_lane
 
     if args.what != "lane":
-        raise ApplianceError(f"unknown benchmark {args.what!r}; available: lane")
+        raise ApplianceError(f"unknown benchmark {args.what!r}; available: lane, outbox")
     print(bench_lane(seconds=args.seconds, width=args.width, height=args.height))
     return 0
 
@@ -180,10 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="speed and memory benchmarks")
-    p.add_argument("what", choices=["lane"])
-    p.add_argument("--seconds", type=float, default=20.0, help="length of the simulated video")
+    p.add_argument("what", choices=["lane", "outbox"])
+    p.add_argument("--seconds", type=float, default=20.0, help="lane: length of the simulated video")
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--height", type=int, default=1080)
+    p.add_argument("--crossings", type=int, default=3000, help="outbox: crossings written, then published")
+    p.add_argument("--broker-port", type=int, help="outbox: MQTT broker on 127.0.0.1 (default: start mosquitto)")
+    p.add_argument("--rate", type=float, default=50.0, help="outbox: crossings per second for the latency run")
+    p.add_argument("--latency-seconds", type=float, default=4.0, help="outbox: length of the latency run")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("outbox", help="delivery state of the verdict outbox per sink")
@@ -195,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "prepare"])
     p.add_argument("--root", help="model store folder (default: the project's models/)")
     p.set_defaults(func=cmd_models)
+
+    from appliance.users_cli import add_parsers as add_users_parsers  # users create-admin|list, audit verify
+
+    add_users_parsers(sub)
     return parser
 
 

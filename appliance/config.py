@@ -179,6 +179,17 @@ class StorageConfig(Strict):
 class WebConfig(Strict):
     host: str = Field(default="127.0.0.1", description="Address the web UI listens on.")
     port: int = Field(default=8080, ge=1, le=65535, description="Port of the web UI.")
+    session_idle_minutes: float = Field(
+        default=30, gt=0, le=24 * 60, description="A login session ends after this long without a request."
+    )
+    session_max_hours: float = Field(
+        default=12, gt=0, le=7 * 24, description="A login session ends this long after the login, in any case."
+    )
+    secure_cookie: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Mark the session cookie Secure: auto = when the request came over HTTPS (a TLS proxy on "
+        "this box must set X-Forwarded-Proto); always = behind any TLS proxy.",
+    )
 
 
 class ModelsConfig(Strict):

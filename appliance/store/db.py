@@ -133,6 +133,44 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX dead_letters_by_time ON dead_letters (received_at);
     """,
+    # 4: web UI accounts (appliance/store/users.py) and the hash-chained audit log (appliance/store/audit.py)
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('inspector', 'supervisor', 'model_engineer', 'admin')),
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        password_changed_at REAL NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_seen_at REAL NOT NULL
+    );
+    CREATE INDEX sessions_by_user ON sessions (user_id);
+    CREATE TABLE login_failures (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        username TEXT NOT NULL,
+        ip TEXT NOT NULL
+    );
+    CREATE INDEX login_failures_by_user ON login_failures (username, ts);
+    CREATE INDEX login_failures_by_ip ON login_failures (ip, ts);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        details_json TEXT NOT NULL,
+        prev_hash TEXT NOT NULL UNIQUE,
+        hash TEXT NOT NULL UNIQUE
+    );
+    """,
 ]
 
 
@@ -364,6 +402,31 @@ class Store:
     def integrity_check(self) -> str:
         with self._lock:
             return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of one read-only statement (for the store's sibling modules: users, audit)."""
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    # --- audit log (appliance/store/audit.py) ------------------------------------------------------
+
+    def append_audit(self, actor: str, action: str, target: str | None = None,
+                     details: Mapping[str, Any] | None = None) -> int:
+        """Append one hash-chained audit entry in its own transaction; returns its id.
+
+        Inside an open ``transaction()`` use ``appliance.store.audit.append(conn, ...)`` instead.
+        """
+        from appliance.store import audit
+
+        with self.transaction() as conn:
+            return audit.append(conn, actor, action, target, details)
+
+    def verify_audit_chain(self) -> int | None:
+        """Id of the first audit entry whose hash chain is broken, or None when it is intact."""
+        from appliance.store import audit
+
+        with self._lock:
+            return audit.first_broken(self._conn)
 
     # --- outbox -------------------------------------------------------------------------------
 

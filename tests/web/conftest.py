@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from appliance.lanes.crossing import Crossing, FieldResult, SealState
 from appliance.reads import BBox, Observation, PlateRead
 from appliance.store.db import Store
 from appliance.verdicts.rules import Reason, Verdict
 from appliance.web.app import WebServices, create_app
+from tests.web.auth_helpers import add_user, logged_in
 
 # A tiny valid JPEG (8x8 grey) used as evidence.
 JPEG = bytes.fromhex(
@@ -57,6 +60,23 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
+@pytest.fixture()
+def web_app(store: Store) -> FastAPI:
+    return create_app(WebServices(store, "VNHNG", {"lanes": {"cargo-1": {"state": "running"}}}))
+
+
+@pytest.fixture()
+def inspector(web_app: FastAPI, store: Store) -> TestClient:
+    """A client logged in as user "inspector" (role inspector)."""
+    return logged_in(web_app, store, "inspector")
+
+
+@pytest.fixture()
+def admin(web_app: FastAPI, store: Store) -> TestClient:
+    """A client logged in as user "admin" (role admin)."""
+    return logged_in(web_app, store, "admin")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,6 +86,8 @@ def free_port() -> int:
 @pytest.fixture()
 def live_server(store: Store) -> Iterator[str]:
     port = free_port()
+    add_user(store, "inspector", "inspector")
+    add_user(store, "admin", "admin")
     app = create_app(WebServices(store, "VNHNG"))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -4,10 +4,12 @@ from fastapi.testclient import TestClient
 
 from appliance.store.db import Store
 from appliance.web.app import WebServices, create_app
+from tests.web.auth_helpers import logged_in
 
 
 def client(store: Store) -> TestClient:
-    return TestClient(create_app(WebServices(store, "VNHNG", {"lanes": {"cargo-1": {"state": "running"}}})))
+    app = create_app(WebServices(store, "VNHNG", {"lanes": {"cargo-1": {"state": "running"}}}))
+    return logged_in(app, store)
 
 
 def test_api_lists_and_filters(store: Store) -> None:
