@@ -124,7 +124,7 @@ def start_web(services: Services, host: str, port: int) -> threading.Thread:
     from appliance.web.auth import AuthSettings
 
     web = WebServices(services.store, services.config.site.gate, services.status,
-                      auth=AuthSettings.from_config(services.config.web))
+                      auth=AuthSettings.from_config(services.config.web), manifest=services.manifest)
     server = uvicorn.Server(uvicorn.Config(create_app(web), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()

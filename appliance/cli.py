@@ -95,16 +95,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "ui":
+        from appliance.bench.ui import bench_ui, format_ui_bench
+
+        print(format_ui_bench(bench_ui(crossings=args.crossings or 100_000, requests=args.requests)))
+        return 0
     if args.what == "outbox":
         from appliance.bench.outbox import bench_outbox, format_outbox_bench
 
-        print(format_outbox_bench(bench_outbox(crossings=args.crossings, broker_port=args.broker_port,
+        print(format_outbox_bench(bench_outbox(crossings=args.crossings or 3000, broker_port=args.broker_port,
                                                rate=args.rate, latency_seconds=args.latency_seconds)))
         return 0
     from appliance.bench.lane import bench_lane
 
     if args.what != "lane":
-        raise ApplianceError(f"unknown benchmark {args.what!r}; available: lane, outbox")
+        raise ApplianceError(f"unknown benchmark {args.what!r}; available: lane, outbox, ui")
     print(bench_lane(seconds=args.seconds, width=args.width, height=args.height))
     return 0
 
@@ -186,11 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="speed and memory benchmarks")
-    p.add_argument("what", choices=["lane", "outbox"])
+    p.add_argument("what", choices=["lane", "outbox", "ui"])
     p.add_argument("--seconds", type=float, default=20.0, help="lane: length of the simulated video")
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--height", type=int, default=1080)
-    p.add_argument("--crossings", type=int, default=3000, help="outbox: crossings written, then published")
+    p.add_argument("--crossings", type=int, default=None,
+                   help="outbox: crossings written, then published (3000); ui: crossings in the store (100000)")
+    p.add_argument("--requests", type=int, default=50, help="ui: requests per page (p50/p95 over them)")
     p.add_argument("--broker-port", type=int, help="outbox: MQTT broker on 127.0.0.1 (default: start mosquitto)")
     p.add_argument("--rate", type=float, default=50.0, help="outbox: crossings per second for the latency run")
     p.add_argument("--latency-seconds", type=float, default=4.0, help="outbox: length of the latency run")

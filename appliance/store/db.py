@@ -23,10 +23,30 @@ from typing import Any
 from appliance.errors import StoreError
 from appliance.lanes.crossing import Crossing, read_kind
 from appliance.publish.events import encode_event
-from appliance.reads import BBox
+from appliance.reads import BBox, Observation
 from appliance.verdicts.rules import Verdict
 
 log = logging.getLogger(__name__)
+
+# Search keys (migration 5): the settled values of a crossing, normalised like the manifest's plate_key
+# for the usual separators (upper case; no space, '-', '.', '·', '/', '_'). ``{c}`` is the crossings row.
+_KEY = ("upper(replace(replace(replace(replace(replace(replace(trim({v}), ' ', ''), '-', ''), '.', ''), '·', ''), "
+        "'/', ''), '_', ''))")
+_SEARCH_KEY_SOURCES = (
+    ("plate", "json_extract(c.summary_json, '$.tractor_plate.value')", ""),
+    ("plate", "json_extract(c.summary_json, '$.trailer_plate.value')", ""),
+    ("plate", "json_extract(c.summary_json, '$.fleet_id.value')", ""),
+    ("container", "json_extract(j.value, '$.value')", ", json_each(c.summary_json, '$.containers') AS j"),
+    ("seal", "json_extract(c.summary_json, '$.seal.serial.value')", ""),
+    ("declaration", "j.value", ", json_each(c.summary_json, '$.declarations') AS j"),
+    ("declaration", "c.declaration", ""),
+)
+_SEARCH_KEY_SQL = tuple(
+    f"INSERT OR IGNORE INTO search_keys (crossing_id, kind, key) SELECT c.id, '{kind}', {_KEY.format(v=value)} "
+    f"FROM {{c}}{join} WHERE {_KEY.format(v=value)} <> '';\n"
+    for kind, value, join in _SEARCH_KEY_SOURCES
+)
+_NEW_ROW = "(SELECT NEW.id AS id, NEW.summary_json AS summary_json, NEW.declaration AS declaration) AS c"
 
 MIGRATIONS: list[str] = [
     # 1: crossings, observations, evidence
@@ -171,6 +191,46 @@ MIGRATIONS: list[str] = [
         hash TEXT NOT NULL UNIQUE
     );
     """,
+    # 5: inspector review (appliance/store/decisions.py, review_queue.py, search.py): the review state of a
+    # crossing and the queue index (undecided REVIEW/HOLD first, newest first), decisions with corrections
+    # as labels for retraining, per-read details, and normalised search keys kept by a trigger
+    """
+    ALTER TABLE crossings ADD COLUMN reviewed_at REAL;
+    ALTER TABLE crossings ADD COLUMN review_action TEXT;
+    ALTER TABLE observations ADD COLUMN extras_json TEXT;
+    CREATE INDEX crossings_queue ON crossings ((decision IN ('REVIEW', 'HOLD') AND reviewed_at IS NULL), ended_at, id);
+    CREATE INDEX crossings_by_lane ON crossings (lane_id, ended_at);
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        crossing_id TEXT NOT NULL REFERENCES crossings (id) ON DELETE CASCADE,
+        ts REAL NOT NULL,
+        username TEXT NOT NULL,
+        role TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('approve', 'hold', 'correct')),
+        field TEXT CHECK (field IN ('tractor_plate', 'trailer_plate', 'fleet_id', 'container', 'seal', 'declaration')),
+        old_value TEXT,
+        new_value TEXT,
+        reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+        evidence_sha256 TEXT REFERENCES evidence (sha256),
+        event_id TEXT NOT NULL UNIQUE,
+        CHECK ((action = 'correct') = (field IS NOT NULL AND new_value IS NOT NULL))
+    );
+    CREATE INDEX decisions_by_crossing ON decisions (crossing_id, id);
+    CREATE VIEW labels AS
+        SELECT id, crossing_id, ts, username, field, old_value AS read_value, new_value AS value, evidence_sha256
+        FROM decisions WHERE action = 'correct';
+    CREATE TABLE search_keys (
+        crossing_id TEXT NOT NULL REFERENCES crossings (id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('plate', 'container', 'seal', 'declaration')),
+        key TEXT NOT NULL,
+        PRIMARY KEY (kind, key, crossing_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX search_keys_by_crossing ON search_keys (crossing_id);
+    """
+    + "CREATE TRIGGER crossings_search_keys AFTER INSERT ON crossings BEGIN\n"
+    + "".join(sql.format(c=_NEW_ROW) for sql in _SEARCH_KEY_SQL)
+    + "END;\n"
+    + "".join(sql.format(c="crossings AS c") for sql in _SEARCH_KEY_SQL),
 ]
 
 
@@ -214,6 +274,32 @@ class CrossingRow:
     declaration: str | None
     reasons: list[dict[str, Any]]
     summary: dict[str, Any]
+
+
+def _observation_extras(obs: Observation) -> str | None:
+    """What else a read said (JSON, for the inspector's review): candidates, raw text, colour, source ..."""
+    read = obs.read
+    extras: dict[str, Any] = {k: getattr(read, k) for k in _READ_EXTRAS
+                              if getattr(read, k, None) not in (None, "", ()) and getattr(read, k) is not False}
+    if getattr(read, "verified", True) is False:  # a container number no frame verified: the reviewer must see it
+        extras["verified"] = False
+    extras |= {f"extra.{k}": v for k, v in obs.extras.items()}
+    return json.dumps(extras, ensure_ascii=False, default=list) if extras else None
+
+
+_READ_EXTRAS = ("raw_text", "country", "layout", "colour", "is_trailer", "candidates", "verified", "size_type",
+                "source", "format")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration script, one by one (a trigger's body keeps its own ``;``)."""
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                yield pending
+            pending = ""
 
 
 def _observation_value(read: object) -> tuple[str | None, float | None, BBox | None]:
@@ -278,9 +364,8 @@ class Store:
             )
         for version in range(current + 1, len(MIGRATIONS) + 1):
             with self.transaction() as conn:
-                for statement in MIGRATIONS[version - 1].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in _statements(MIGRATIONS[version - 1]):
+                    conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {version}")
             log.info("store %s migrated to schema v%d", self.path, version)
 
@@ -343,11 +428,12 @@ class Store:
                         confidence,
                         json.dumps(bbox.__dict__) if bbox is not None else None,
                         obs.evidence_sha256,
+                        _observation_extras(obs),
                     )
                 )
             conn.executemany(
                 "INSERT INTO observations (crossing_id, source_id, ts, kind, value, confidence, bbox_json, "
-                "evidence_sha256) VALUES (?,?,?,?,?,?,?,?)",
+                "evidence_sha256, extras_json) VALUES (?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             if event is not None:
@@ -444,6 +530,18 @@ class Store:
             (outbox_id, lane_id),
         )
         return outbox_id
+
+    def enqueue_in(
+        self, conn: sqlite3.Connection, event: Mapping[str, Any], lane_id: str, crossing_id: str | None = None
+    ) -> int:
+        """Put an event into the outbox inside the caller's open ``transaction()`` (so it commits with the
+        caller's rows); call ``notify_outbox()`` after the commit."""
+        return self._enqueue(conn, event, lane_id, crossing_id)
+
+    def notify_outbox(self) -> None:
+        """Wake the outbox listeners (the publisher) after events were committed."""
+        for listener in list(self._saved_listeners):
+            listener()
 
     def enqueue_event(self, event: Mapping[str, Any], lane_id: str, crossing_id: str | None = None) -> int:
         """Put an event that is not a crossing verdict (e.g. an inspector decision) into the outbox."""

@@ -9,7 +9,6 @@ the login wall, CSRF and ``require_role``); ``/admin/users`` is for admins.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +21,17 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from appliance.store.db import CrossingRow, Store
+from appliance.publish.decision_events import DecisionEventBuilder
+from appliance.store.db import Store
 from appliance.store.users import Accounts
+from appliance.verdicts.manifest import ManifestIndex
 from appliance.web.admin import admin_router
 from appliance.web.auth import AuthMiddleware, AuthSettings, csrf_field, require_role, wants_json
 from appliance.web.i18n import LANGUAGES, translator
 from appliance.web.login import login_router
+from appliance.web.review import review_router
+from appliance.web.search import search_router
+from appliance.web.security import SecurityHeaders, visible_controls
 
 HERE = Path(__file__).parent
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -42,24 +46,10 @@ class WebServices:
     gate: str
     status: dict[str, Any] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
-
-
-def _when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _row_view(row: CrossingRow) -> dict[str, Any]:
-    s = row.summary
-    plate = (s.get("tractor_plate") or s.get("fleet_id") or s.get("trailer_plate") or {}).get("value")
-    return {
-        "id": row.id,
-        "lane_id": row.lane_id,
-        "when": _when(row.ended_at),
-        "decision": row.decision,
-        "plate": plate,
-        "containers": ", ".join(c["value"] for c in s.get("containers", [])),
-        "declaration": row.declaration or ", ".join(s.get("declarations", [])),
-    }
+    # The manifest's expected values beside the reads on the review page (None: from the verdict's reasons).
+    manifest: ManifestIndex | None = None
+    # Inspector decision events (None: signed like the store's verdict events, see DecisionEventBuilder.like).
+    decision_events: DecisionEventBuilder | None = None
 
 
 def create_app(services: WebServices) -> FastAPI:
@@ -67,6 +57,7 @@ def create_app(services: WebServices) -> FastAPI:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     templates.env.globals["csrf_field"] = csrf_field
+    templates.env.finalize = visible_controls  # control and bidi characters in data show as visible stand-ins
     store = services.store
     accounts = app.state.accounts = Accounts(store, services.auth.policy)
     inspector = [Depends(require_role("inspector"))]  # crossings and evidence: inspectors, supervisors, admins
@@ -91,26 +82,17 @@ def create_app(services: WebServices) -> FastAPI:
         return await http_exception_handler(request, exc)
 
     app.add_middleware(AuthMiddleware, accounts=accounts, forbidden=forbidden)
+    app.add_middleware(SecurityHeaders)  # outermost: the login wall's redirects and 403s get the headers too
     app.include_router(login_router(accounts, services.auth, render))
     app.include_router(admin_router(accounts, render))
+    events = services.decision_events or DecisionEventBuilder.like(store.event_builder, services.gate)
+    app.include_router(review_router(store, render, events, services.manifest))  # /, /crossings/{id}, decisions
+    app.include_router(search_router(store, render))
 
     def check_decision(decision: str | None) -> str | None:
         if decision is not None and decision not in _DECISIONS:
             raise HTTPException(422, f"decision must be one of {sorted(_DECISIONS)}, got {decision!r}")
         return decision
-
-    @app.get("/", response_class=HTMLResponse, dependencies=inspector)
-    def index(request: Request, decision: str | None = None, lang: str = "vi") -> HTMLResponse:
-        rows = store.list_crossings(check_decision(decision), limit=200)
-        ctx = context(request, lang) | {"rows": [_row_view(r) for r in rows], "counts": store.counts()}
-        return templates.TemplateResponse(request, "crossings.html", ctx)
-
-    @app.get("/crossings/{crossing_id}", response_class=HTMLResponse, dependencies=inspector)
-    def crossing_page(request: Request, crossing_id: str, lang: str = "vi") -> HTMLResponse:
-        row = store.get_crossing(crossing_id)
-        if row is None:
-            raise HTTPException(404, f"no crossing {crossing_id!r}")
-        return templates.TemplateResponse(request, "crossing.html", context(request, lang) | {"c": row})
 
     @app.get("/evidence/{sha256}", dependencies=inspector)
     def evidence(sha256: str) -> FileResponse:

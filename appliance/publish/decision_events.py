@@ -1,0 +1,102 @@
+"""Inspector decision events: one CloudEvents 1.0 JSON envelope per decision an officer takes.
+
+When the lane cannot clear a crossing (REVIEW or HOLD) an inspector approves it, holds it, or
+corrects one of its reads (appliance/store/decisions.py). Each decision goes out through the
+same outbox as the verdicts, in the decision's own transaction, so central sees the officer's
+decision next to the machine's. The envelope is built and signed exactly like a verdict event
+(see appliance/publish/events.py: Ed25519 over the canonical JSON without ``sig``); receivers
+verify it with ``verify_event`` and dedupe on ``id`` (a uuid4 kept in the decisions table, so a
+redelivery is the same stored bytes). The data schema is ``docs/schemas/inspector-decision-event.v1.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from appliance.publish.events import SPECVERSION, VerdictEventBuilder, _iso, sign_event
+
+EVENT_TYPE = "vn.smartgate.inspector.decision.v1"
+DATASCHEMA = "urn:smartgate:schema:inspector-decision-event:v1"
+SCHEMA_FILE = "docs/schemas/inspector-decision-event.v1.json"
+DEFAULT_BOX_ID = "local"
+
+
+@dataclass(frozen=True)
+class DecisionFacts:
+    """What one decision says (a row of the decisions table plus the crossing it is about)."""
+
+    decision_id: int
+    event_id: str
+    crossing_id: str
+    lane_id: str
+    machine_decision: str  # the lane's verdict: CLEAR, REVIEW or HOLD
+    action: str  # approve, hold or correct
+    field: str | None
+    old_value: str | None
+    new_value: str | None
+    reason: str
+    evidence_sha256: str | None
+    username: str
+    role: str
+    ts: float
+
+
+@dataclass
+class DecisionEventBuilder:
+    """Builds (and signs, when a key is given) the event of an inspector's decision."""
+
+    gate: str
+    box_id: str = DEFAULT_BOX_ID
+    signing_key: Ed25519PrivateKey | None = None
+
+    @classmethod
+    def like(cls, verdicts: object, gate: str) -> DecisionEventBuilder:
+        """The builder that signs as the store's verdict builder does (same gate, box and key), or an
+        unsigned one for ``gate`` when the store has none (tests, a box without a signing key)."""
+        if isinstance(verdicts, VerdictEventBuilder):
+            return cls(verdicts.gate, verdicts.box_id, verdicts.signing_key)
+        return cls(gate)
+
+    def __call__(self, facts: DecisionFacts) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "specversion": SPECVERSION,
+            "id": facts.event_id,
+            "source": f"smartgate/{self.gate}/{facts.lane_id}/{self.box_id}",
+            "type": EVENT_TYPE,
+            "subject": facts.crossing_id,
+            "time": _iso(facts.ts),
+            "datacontenttype": "application/json",
+            "dataschema": DATASCHEMA,
+            "data": decision_data(facts, gate=self.gate, box_id=self.box_id),
+        }
+        if self.signing_key is not None:
+            event = sign_event(event, self.signing_key)
+        return event
+
+
+def decision_data(facts: DecisionFacts, *, gate: str, box_id: str) -> dict[str, Any]:
+    """The ``data`` member of a decision event (see the JSON Schema)."""
+    return {
+        "decision_id": facts.decision_id,
+        "crossing_id": facts.crossing_id,
+        "gate": gate,
+        "box_id": box_id,
+        "lane_id": facts.lane_id,
+        "machine_decision": facts.machine_decision,
+        "action": facts.action,
+        "field": facts.field,
+        "old_value": facts.old_value,
+        "new_value": facts.new_value,
+        "evidence_sha256": facts.evidence_sha256,
+        "reason": facts.reason,
+        "inspector": {"username": facts.username, "role": facts.role},
+        "decided_at": _iso(facts.ts),
+    }
+
+
+def is_decision_event(event: Mapping[str, Any]) -> bool:
+    return event.get("type") == EVENT_TYPE
