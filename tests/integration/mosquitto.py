@@ -6,6 +6,7 @@ start and stop it several times.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -41,6 +42,10 @@ class Broker:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {workdir / 'data'}/\nmax_queued_messages 0\nlog_dest file {workdir / 'log'}\n"
+            # Started as root, mosquitto drops to the `mosquitto` user and then cannot write its
+            # persistence file in the test's private temp folder: every restart would silently
+            # lose the subscribers' sessions. Stay root (the option is ignored otherwise).
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
