@@ -21,7 +21,9 @@ from appliance.ingest.runner import merge_by_time
 from appliance.ingest.sources import Source, open_source
 from appliance.lanes.analysis import FrameAnalyzer, Readers
 from appliance.lanes.crossing import Crossing
+from appliance.lanes.health import LaneHealth
 from appliance.lanes.pipeline import LanePipeline
+from appliance.lanes.thumbnails import Thumbnails
 from appliance.store.db import Store
 from appliance.verdicts.manifest import ManifestIndex, load_manifest_file
 from appliance.verdicts.rules import Verdict
@@ -44,13 +46,15 @@ class Services:
     analyzer: FrameAnalyzer
     status: dict[str, Any] = field(default_factory=dict)
     watchlist: WatchlistIndex = field(default_factory=WatchlistIndex)
+    thumbnails: Thumbnails = field(default_factory=Thumbnails)  # the latest frame of each source, for /status
 
 
 def init_store(config: AppConfig) -> Store:
     from appliance.publish.setup import event_builder_from_config
 
     # Every verdict is written to the outbox in the crossing's own transaction.
-    return Store(config.storage.path, config.storage.evidence_dir, event_builder=event_builder_from_config(config))
+    return Store(config.storage.path, config.storage.evidence_dir, event_builder=event_builder_from_config(config),
+                 backlog_alarm_s=config.publish.backlog_alarm_s)
 
 
 def init_manifest(config: AppConfig) -> ManifestIndex:
@@ -65,13 +69,14 @@ def init_manifest(config: AppConfig) -> ManifestIndex:
 
 def init_services(config: AppConfig) -> Services:
     from appliance.inbound.setup import load_inbound_state
+    from appliance.inference.inventory import model_status
 
     store = init_store(config)
     manifest = init_manifest(config)
     watchlist = load_inbound_state(store, manifest)  # what central sent before this start
     readers = Readers.from_config(config)
     analyzer = FrameAnalyzer(readers, store, detector_max_side=config.analyzers.plates.detector_max_side)
-    return Services(config, store, manifest, analyzer, watchlist=watchlist)
+    return Services(config, store, manifest, analyzer, status={"models": model_status(readers)}, watchlist=watchlist)
 
 
 def open_lane_sources(lane: LaneConfig) -> list[Source]:
@@ -99,6 +104,7 @@ def run_lane(
     sources = open_lane_sources(lane)
     lane_status = services.status.setdefault("lanes", {}).setdefault(lane.id, {})
     lane_status["state"] = "running"
+    health = LaneHealth(lane.id, sources, lane_status, services.thumbnails)
     frame: Frame
     try:
         for frame in merge_by_time(sources):
@@ -109,10 +115,13 @@ def run_lane(
             pipeline.feed(frame, motion is not None and motion.moving, motion.bbox if motion is not None else None)
             lane_status["last_frame_ts"] = frame.ts
             lane_status["crossings"] = pipeline.times.crossings
+            lane_status["analysed_frames"] = pipeline.times.analysed_frames
+            health.on_frame(frame)
     finally:
         pipeline.finish()
         for source in sources:
             source.close()
+        health.finish()
         lane_status.update(state="finished", crossings=pipeline.times.crossings,
                            analysed_frames=pipeline.times.analysed_frames)
 
@@ -124,7 +133,8 @@ def start_web(services: Services, host: str, port: int) -> threading.Thread:
     from appliance.web.auth import AuthSettings
 
     web = WebServices(services.store, services.config.site.gate, services.status,
-                      auth=AuthSettings.from_config(services.config.web), manifest=services.manifest)
+                      auth=AuthSettings.from_config(services.config.web), manifest=services.manifest,
+                      thumbnails=services.thumbnails, timezone=services.config.site.timezone)
     server = uvicorn.Server(uvicorn.Config(create_app(web), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()

@@ -136,7 +136,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     from appliance.store.db import Store
 
     cfg = load_config(Path(args.config))
-    store = Store(cfg.storage.path, cfg.storage.evidence_dir)
+    store = Store(cfg.storage.path, cfg.storage.evidence_dir, backlog_alarm_s=cfg.publish.backlog_alarm_s)
     try:
         print(format_outbox_status(store))
     finally:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from appliance.errors import ConfigError
 
@@ -28,6 +29,20 @@ class SiteConfig(Strict):
     )
     name: str = Field(default="", description="Human name of the gate, shown in the UI.")
     box_id: str = Field(description="Identifier of this edge box, unique within the gate.")
+    timezone: str = Field(
+        default="Asia/Ho_Chi_Minh",
+        description="IANA time zone of the gate (e.g. Asia/Ho_Chi_Minh, Asia/Shanghai): every date and time "
+        "the web UI shows, and the times typed into its search form, are in this zone.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Asia/Ho_Chi_Minh, Asia/Shanghai)") from exc
+        return value
 
 
 SourceRole = Literal["front", "rear", "side", "kiosk", "seal"]
@@ -279,6 +294,11 @@ class PublishConfig(Strict):
         default=None, description="Ed25519 private key (PEM) that signs every event; absent: events are unsigned."
     )
     sinks: list[SinkConfig] = Field(default_factory=list, description="Where verdict events go; default: nowhere.")
+    backlog_alarm_s: float = Field(
+        default=900.0, gt=0,
+        description="Events never expire; when a sink's oldest undelivered event is older than this, the sink "
+        "is in alarm (status API, `appliance outbox status`, a WARNING in the log).",
+    )
 
     @model_validator(mode="after")
     def _unique_sinks(self) -> PublishConfig:

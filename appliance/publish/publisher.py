@@ -2,8 +2,10 @@
 
 An event is marked delivered for a sink only when that sink acknowledged it (MQTT PUBACK,
 HTTP 2xx). A failure counts an attempt on the oldest unacknowledged event and backs off
-exponentially with jitter; events are never skipped and never expire here, so a sink that is
-down only grows its own backlog while the other sinks go on.
+exponentially with jitter; events are never skipped and never expire, so a sink that is down
+only grows its own backlog while the other sinks go on. The one policy for old events is an
+alarm (``check_backlog``): a WARNING when a sink's oldest undelivered event passes the store's
+``backlog_alarm_s``, and again when it clears.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Protocol
 from appliance.store.db import OutboxRow, Store
 
 log = logging.getLogger(__name__)
+
+ALARM_CHECK_S = 15.0  # how often the backlog alarm is evaluated
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class Publisher:
         self._wake = {s.name: threading.Event() for s in self.sinks}
         self._threads: list[threading.Thread] = []
         self._failures = {s.name: 0 for s in self.sinks}
+        self._alarmed: set[str] = set()
         for sink in self.sinks:
             store.register_sink(sink.name, sink.lane_id)
         store.add_outbox_listener(self.notify)
@@ -92,6 +97,27 @@ class Publisher:
             t = threading.Thread(target=self._run, args=(sink,), name=f"publish-{sink.name}", daemon=True)
             t.start()
             self._threads.append(t)
+        t = threading.Thread(target=self._watch_backlog, name="publish-alarm", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def check_backlog(self) -> set[str]:
+        """Log when a sink enters or leaves the backlog alarm; returns the sinks in alarm."""
+        alarmed = {s.sink for s in self.store.outbox_status() if s.alarm}
+        for sink in sorted(alarmed - self._alarmed):
+            log.warning("sink %s: ALARM: undelivered events older than %.0f s; they are kept and retried, "
+                        "never dropped", sink, self.store.backlog_alarm_s)
+        for sink in sorted(self._alarmed - alarmed):
+            log.warning("sink %s: alarm cleared, the backlog is younger than %.0f s", sink, self.store.backlog_alarm_s)
+        self._alarmed = alarmed
+        return alarmed
+
+    def _watch_backlog(self) -> None:
+        while not self._stop.wait(ALARM_CHECK_S):
+            try:
+                self.check_backlog()
+            except Exception:
+                log.exception("outbox backlog check failed")
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

@@ -1,4 +1,9 @@
-"""Operator view of the outbox: backlog, oldest undelivered age and last acknowledgement per sink."""
+"""Operator view of the outbox: backlog, oldest undelivered age and last acknowledgement per sink.
+
+Events never expire. The one policy for old events is an alarm: a sink whose oldest undelivered
+event is older than ``publish.backlog_alarm_s`` shows ALARM here and in the status API, and the
+publisher logs a WARNING when it enters and leaves that state.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ def format_outbox_status(store: Store, now: float | None = None) -> str:
     if not sinks:
         lines.append("no sinks registered (publish.sinks in the config is empty): events are kept, not sent")
         return "\n".join(lines)
-    header = ("SINK", "LANE", "BACKLOG", "OLDEST", "LAST ACK", "ATTEMPTS", "LAST ERROR")
+    header = ("SINK", "LANE", "BACKLOG", "OLDEST", "ALARM", "LAST ACK", "ATTEMPTS", "LAST ERROR")
     rows = [header]
     for s in sinks:
         last_ack = (
@@ -38,7 +43,8 @@ def format_outbox_status(store: Store, now: float | None = None) -> str:
             else datetime.fromtimestamp(s.last_ack_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
             + f" ({_age(ts - s.last_ack_at)} ago)"
         )
-        rows.append((s.sink, s.lane_id or "*", str(s.backlog), _age(s.oldest_undelivered_age_s), last_ack,
+        alarm = f"> {_age(store.backlog_alarm_s)}" if s.alarm else "-"
+        rows.append((s.sink, s.lane_id or "*", str(s.backlog), _age(s.oldest_undelivered_age_s), alarm, last_ack,
                      str(s.max_attempts), (s.last_error or "")[:60]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]

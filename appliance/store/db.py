@@ -251,6 +251,9 @@ class OutboxRow:
     next_attempt_at: float
 
 
+DEFAULT_BACKLOG_ALARM_S = 900.0
+
+
 @dataclass(frozen=True)
 class SinkStatus:
     """Delivery state of one sink, for `appliance outbox status` and the status API."""
@@ -262,6 +265,7 @@ class SinkStatus:
     last_ack_at: float | None
     last_error: str | None
     max_attempts: int
+    alarm: bool = False  # the oldest undelivered event is older than the store's backlog_alarm_s
 
 
 @dataclass(frozen=True)
@@ -317,9 +321,18 @@ def _observation_value(read: object) -> tuple[str | None, float | None, BBox | N
 class Store:
     """Thread-safe access to one SQLite file (one connection, serialised by a lock)."""
 
-    def __init__(self, path: Path, evidence_dir: Path, event_builder: EventBuilder | None = None):
+    def __init__(
+        self,
+        path: Path,
+        evidence_dir: Path,
+        event_builder: EventBuilder | None = None,
+        backlog_alarm_s: float = DEFAULT_BACKLOG_ALARM_S,
+    ):
         self.path = path
         self.evidence_dir = evidence_dir
+        # Events never expire: a sink whose oldest undelivered event is older than this is in
+        # alarm (status API, `appliance outbox status`, a WARNING from the publisher).
+        self.backlog_alarm_s = backlog_alarm_s
         # When set, save_crossing also writes the verdict event into the outbox (same transaction).
         self.event_builder = event_builder
         self._saved_listeners: list[Callable[[], None]] = []
@@ -647,6 +660,7 @@ class Store:
                         last_ack_at=s["last_ack_at"],
                         last_error=None if err is None else err["last_error"],
                         max_attempts=int(agg["max_attempts"] or 0),
+                        alarm=agg["oldest"] is not None and ts - agg["oldest"] > self.backlog_alarm_s,
                     )
                 )
             return result

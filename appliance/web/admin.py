@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from appliance.store.users import ROLES, AccountError, Accounts
+from appliance.web import localtime
 from appliance.web.auth import AdminUser, require_role
 from appliance.web.i18n import LANGUAGES
 
@@ -21,8 +21,7 @@ def admin_router(accounts: Accounts, render: Render) -> APIRouter:
     router = APIRouter(prefix="/admin", dependencies=[Depends(require_role("admin"))])
 
     def page(request: Request, lang: str, status_code: int = 200, **extra: Any) -> HTMLResponse:
-        users = [u.__dict__ | {"created": dt.datetime.fromtimestamp(u.created_at).strftime("%Y-%m-%d %H:%M")}
-                 for u in accounts.list_users()]
+        users = [u.__dict__ | {"created": localtime.when(u.created_at, lang)} for u in accounts.list_users()]
         return render(request, "admin_users.html", lang, status_code=status_code, users=users, roles=ROLES, **extra)
 
     def done(what: str, lang: str) -> RedirectResponse:

@@ -1,14 +1,15 @@
 """The local web UI and status API: ``create_app(services)``.
 
 Inspectors see the crossings (HOLD and REVIEW first to hand), each with its reads, the
-evidence crops and the verdict's reasons. Text is Vietnamese by default (``?lang=en|zh``).
+evidence crops and the verdict's reasons; everyone logged in sees the lane status page
+(appliance/web/status.py). Text is Vietnamese by default (``?lang=en|zh``, gettext catalogues:
+appliance/web/i18n.py); dates and times are in the gate's time zone (appliance/web/localtime.py).
 Everything but ``/login`` and ``/static/`` needs a logged-in user (see appliance/web/auth.py for
 the login wall, CSRF and ``require_role``); ``/admin/users`` is for admins.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +22,20 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from appliance.lanes.thumbnails import Thumbnails
 from appliance.publish.decision_events import DecisionEventBuilder
 from appliance.store.db import Store
 from appliance.store.users import Accounts
 from appliance.verdicts.manifest import ManifestIndex
+from appliance.web import localtime
 from appliance.web.admin import admin_router
 from appliance.web.auth import AuthMiddleware, AuthSettings, csrf_field, require_role, wants_json
-from appliance.web.i18n import LANGUAGES, translator
+from appliance.web.i18n import LANGUAGES, translations, translator
 from appliance.web.login import login_router
 from appliance.web.review import review_router
 from appliance.web.search import search_router
 from appliance.web.security import SecurityHeaders, visible_controls
+from appliance.web.status import status_router
 
 HERE = Path(__file__).parent
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -50,13 +54,20 @@ class WebServices:
     manifest: ManifestIndex | None = None
     # Inspector decision events (None: signed like the store's verdict events, see DecisionEventBuilder.like).
     decision_events: DecisionEventBuilder | None = None
+    # The latest frame of each source, for the status page (None: no thumbnails).
+    thumbnails: Thumbnails | None = None
+    timezone: str = localtime.DEFAULT_TIMEZONE  # IANA zone every date and time is shown in (site.timezone)
 
 
 def create_app(services: WebServices) -> FastAPI:
     app = FastAPI(title="Gate appliance", docs_url="/api/docs", openapi_url="/api/openapi.json")
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates = app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
+    # {% trans %} and _(): context() passes the gettext of the request's language (null translations otherwise).
+    templates.env.add_extension("jinja2.ext.i18n")
+    templates.env.install_null_translations()  # type: ignore[attr-defined]
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     templates.env.globals["csrf_field"] = csrf_field
+    templates.env.globals.update(when=localtime.when, clock=localtime.clock)
     templates.env.finalize = visible_controls  # control and bidi characters in data show as visible stand-ins
     store = services.store
     accounts = app.state.accounts = Accounts(store, services.auth.policy)
@@ -64,7 +75,10 @@ def create_app(services: WebServices) -> FastAPI:
 
     def context(request: Request, lang: str) -> dict[str, Any]:
         lang = lang if lang in LANGUAGES else "vi"
+        localtime.use(lang=lang)
+        gettext = translations(lang)
         return {"request": request, "lang": lang, "t": translator(lang), "languages": LANGUAGES,
+                "gettext": gettext.gettext, "ngettext": gettext.ngettext,
                 "gate": services.gate, "user": getattr(request.state, "user", None)}
 
     def render(request: Request, name: str, lang: str, status_code: int = 200, **extra: Any) -> HTMLResponse:
@@ -81,6 +95,7 @@ def create_app(services: WebServices) -> FastAPI:
             return await forbidden(request, str(exc.detail))
         return await http_exception_handler(request, exc)
 
+    app.add_middleware(localtime.LocalTime, zone=services.timezone)
     app.add_middleware(AuthMiddleware, accounts=accounts, forbidden=forbidden)
     app.add_middleware(SecurityHeaders)  # outermost: the login wall's redirects and 403s get the headers too
     app.include_router(login_router(accounts, services.auth, render))
@@ -88,6 +103,7 @@ def create_app(services: WebServices) -> FastAPI:
     events = services.decision_events or DecisionEventBuilder.like(store.event_builder, services.gate)
     app.include_router(review_router(store, render, events, services.manifest))  # /, /crossings/{id}, decisions
     app.include_router(search_router(store, render))
+    app.include_router(status_router(store, services.gate, services.status, services.thumbnails, render))
 
     def check_decision(decision: str | None) -> str | None:
         if decision is not None and decision not in _DECISIONS:
@@ -116,10 +132,5 @@ def create_app(services: WebServices) -> FastAPI:
         if row is None:
             raise HTTPException(404, f"no crossing {crossing_id!r}")
         return row.__dict__ | {"observations": store.observations(crossing_id)}
-
-    @app.get("/api/status")
-    def api_status() -> dict[str, Any]:
-        outbox = [dataclasses.asdict(s) for s in store.outbox_status()]
-        return {"gate": services.gate, "counts": store.counts(), "outbox": outbox, **services.status}
 
     return app

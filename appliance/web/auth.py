@@ -2,8 +2,9 @@
 
 Every request goes through ``AuthMiddleware``: it finds the session of the ``gate_session`` cookie
 (``request.state.user``, ``request.state.session``), refuses anyone not logged in except on
-``/login`` and ``/static/`` (pages redirect to ``/login?next=...``, ``/api/*`` and ``/evidence/*``
-answer 401 JSON), and refuses any state-changing request that fails the CSRF checks (403).
+``/login`` and ``/static/`` (pages redirect to ``/login?next=...``; ``/api/*``, ``/evidence/*`` and
+``/status/thumb/*`` answer 401 JSON), and refuses any state-changing request that fails the CSRF
+checks (403).
 
 Routes then say who may use them::
 
@@ -43,7 +44,7 @@ SESSION_COOKIE = "gate_session"
 LOGIN_COOKIE = "gate_login_csrf"  # double-submit token of the login form (there is no session yet)
 PUBLIC_PATHS = frozenset({"/login"})
 PUBLIC_PREFIXES = ("/static/",)
-JSON_PREFIXES = ("/api/", "/evidence/")
+JSON_PREFIXES = ("/api/", "/evidence/", "/status/thumb/")
 
 
 @dataclass(frozen=True)

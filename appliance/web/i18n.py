@@ -1,166 +1,113 @@
-"""UI text in Vietnamese (first), English and Chinese. Keys are stable identifiers."""
+"""UI text in Vietnamese (the default), English and Chinese, from gettext catalogues.
+
+The catalogues are ``appliance/web/locale/<lang>/LC_MESSAGES/messages.po``. Their msgids are
+stable keys (``title``, ``HOLD``, ``err_bad_time``), their msgstrs the text. They are read at
+import with Babel's ``read_po``: no compiled .mo files to keep in step and no build step; the .po
+files ship as package data. ``make i18n-extract`` re-extracts the keys the code uses (babel.cfg,
+appliance/web/i18n_extract.py) and merges them into the three catalogues; tests/web/test_i18n.py
+fails while a key lacks a translation in any of them.
+
+Templates look text up as ``{{ t.<key> }}``, ``{{ t[<key>] }}`` or ``{{ _(<key>) }}`` (Jinja2's i18n
+extension, with the request language's ``gettext``); Python code as ``translator(lang)[<key>]``.
+"""
 
 from __future__ import annotations
 
-LANGUAGES = ("vi", "en", "zh")
+import io
+from functools import cache
+from pathlib import Path
 
-TEXT: dict[str, dict[str, str]] = {
-    "title": {"vi": "Cổng thông minh - Làn hàng hóa", "en": "Smart gate - cargo lane", "zh": "智慧口岸 - 货运车道"},
-    "crossings": {"vi": "Lượt qua cổng", "en": "Crossings", "zh": "通行记录"},
-    "all": {"vi": "Tất cả", "en": "All", "zh": "全部"},
-    "time": {"vi": "Thời gian", "en": "Time", "zh": "时间"},
-    "lane": {"vi": "Làn", "en": "Lane", "zh": "车道"},
-    "decision": {"vi": "Kết luận", "en": "Verdict", "zh": "结论"},
-    "tractor_plate": {"vi": "Biển số đầu kéo", "en": "Tractor plate", "zh": "牵引车车牌"},
-    "trailer_plate": {"vi": "Biển số rơ-moóc", "en": "Trailer plate", "zh": "挂车车牌"},
-    "fleet_id": {"vi": "Mã xe tự hành", "en": "Fleet ID", "zh": "无人车编号"},
-    "containers": {"vi": "Số container", "en": "Containers", "zh": "集装箱号"},
-    "seal": {"vi": "Niêm phong", "en": "Seal", "zh": "封志"},
-    "declaration": {"vi": "Số tờ khai", "en": "Declaration", "zh": "报关单号"},
-    "reasons": {"vi": "Lý do", "en": "Reasons", "zh": "原因"},
-    "evidence": {"vi": "Bằng chứng", "en": "Evidence", "zh": "证据"},
-    "none": {"vi": "Không có", "en": "None", "zh": "无"},
-    "absent": {"vi": "Không có niêm phong", "en": "No seal", "zh": "无封志"},
-    "back": {"vi": "Quay lại", "en": "Back", "zh": "返回"},
-    "empty": {"vi": "Chưa có lượt qua cổng nào.", "en": "No crossings yet.", "zh": "暂无通行记录。"},
-    "CLEAR": {"vi": "THÔNG QUAN", "en": "CLEAR", "zh": "放行"},
-    "REVIEW": {"vi": "CẦN KIỂM TRA", "en": "REVIEW", "zh": "待审核"},
-    "HOLD": {"vi": "TẠM GIỮ", "en": "HOLD", "zh": "扣留"},
-    # Login, roles and user administration (appliance/web/login.py, admin.py)
-    "login": {"vi": "Đăng nhập", "en": "Log in", "zh": "登录"},
-    "logout": {"vi": "Đăng xuất", "en": "Log out", "zh": "退出登录"},
-    "username": {"vi": "Tên đăng nhập", "en": "Username", "zh": "用户名"},
-    "password": {"vi": "Mật khẩu", "en": "Password", "zh": "密码"},
-    "login_failed": {"vi": "Tên đăng nhập hoặc mật khẩu không đúng.", "en": "Wrong username or password.",
-                     "zh": "用户名或密码错误。"},
-    "login_locked": {"vi": "Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau.",
-                     "en": "Too many failed attempts. Please try again later.", "zh": "登录失败次数过多，请稍后再试。"},
-    "forbidden": {"vi": "Không có quyền truy cập", "en": "Access denied", "zh": "无权访问"},
-    "forbidden_text": {"vi": "Tài khoản của bạn không được phép thực hiện thao tác này.",
-                       "en": "Your account is not allowed to do this.", "zh": "您的账户无权执行此操作。"},
-    "users": {"vi": "Người dùng", "en": "Users", "zh": "用户"},
-    "create_user": {"vi": "Tạo người dùng", "en": "Create user", "zh": "创建用户"},
-    "role": {"vi": "Vai trò", "en": "Role", "zh": "角色"},
-    "state": {"vi": "Trạng thái", "en": "State", "zh": "状态"},
-    "created_at": {"vi": "Ngày tạo", "en": "Created", "zh": "创建时间"},
-    "active": {"vi": "Đang hoạt động", "en": "Active", "zh": "启用"},
-    "disabled": {"vi": "Đã khóa", "en": "Disabled", "zh": "已停用"},
-    "disable": {"vi": "Khóa", "en": "Disable", "zh": "停用"},
-    "reset_password": {"vi": "Đặt lại mật khẩu", "en": "Reset password", "zh": "重置密码"},
-    "new_password": {"vi": "Mật khẩu mới (ít nhất 12 ký tự)", "en": "New password (12 characters or more)",
-                     "zh": "新密码（至少12个字符）"},
-    "role_inspector": {"vi": "Cán bộ kiểm tra", "en": "Inspector", "zh": "查验员"},
-    "role_supervisor": {"vi": "Giám sát viên", "en": "Supervisor", "zh": "主管"},
-    "role_model_engineer": {"vi": "Kỹ sư mô hình", "en": "Model engineer", "zh": "模型工程师"},
-    "role_admin": {"vi": "Quản trị viên", "en": "Administrator", "zh": "管理员"},
-    "done_created": {"vi": "Đã tạo người dùng.", "en": "User created.", "zh": "用户已创建。"},
-    "done_disabled": {"vi": "Đã khóa người dùng.", "en": "User disabled.", "zh": "用户已停用。"},
-    "done_password": {"vi": "Đã đặt lại mật khẩu.", "en": "Password reset.", "zh": "密码已重置。"},
-    "password_too_short": {"vi": "Mật khẩu phải có ít nhất 12 ký tự.", "en": "Passwords need at least 12 characters.",
-                           "zh": "密码至少需要12个字符。"},
-    "password_too_long": {"vi": "Mật khẩu quá dài.", "en": "That password is too long.", "zh": "密码过长。"},
-    "invalid_username": {"vi": "Tên đăng nhập gồm 3-32 ký tự: chữ thường, số, dấu chấm, gạch ngang, gạch dưới.",
-                         "en": "Usernames are 3-32 characters: lowercase letters, digits, '.', '-' or '_'.",
-                         "zh": "用户名为3-32个字符：小写字母、数字、“.”、“-”或“_”。"},
-    "invalid_role": {"vi": "Vai trò không hợp lệ.", "en": "Unknown role.", "zh": "角色无效。"},
-    "user_exists": {"vi": "Tên đăng nhập đã tồn tại.", "en": "That username is taken.", "zh": "用户名已存在。"},
-    "no_such_user": {"vi": "Không có người dùng này.", "en": "No such user.", "zh": "无此用户。"},
-    "cannot_disable_self": {"vi": "Không thể tự khóa tài khoản của mình.", "en": "You cannot disable your own account.",
-                            "zh": "不能停用自己的账户。"},
-    # Review queue, crossing review, decisions and search (appliance/web/review.py, search.py)
-    "queue": {"vi": "Hàng chờ kiểm tra", "en": "Review queue", "zh": "待审核队列"},
-    "to_review": {"vi": "Cần xử lý", "en": "To review", "zh": "待处理"},
-    "state_pending": {"vi": "Chờ xử lý", "en": "Awaiting decision", "zh": "待处理"},
-    "reviewed_approve": {"vi": "Đã cho qua", "en": "Approved", "zh": "已放行"},
-    "reviewed_hold": {"vi": "Đã tạm giữ", "en": "Held", "zh": "已扣留"},
-    "page": {"vi": "Trang", "en": "Page", "zh": "页"},
-    "page_prev": {"vi": "Trang trước", "en": "Previous page", "zh": "上一页"},
-    "page_next": {"vi": "Trang sau", "en": "Next page", "zh": "下一页"},
-    "live": {"vi": "Tự động cập nhật", "en": "Updates live", "zh": "自动更新"},
-    "search": {"vi": "Tra cứu", "en": "Search", "zh": "查询"},
-    "shortcuts": {"vi": "Phím tắt", "en": "Keyboard shortcuts", "zh": "快捷键"},
-    "key_next": {"vi": "Lượt tiếp theo", "en": "Next crossing", "zh": "下一条"},
-    "key_prev": {"vi": "Lượt trước", "en": "Previous crossing", "zh": "上一条"},
-    "key_open": {"vi": "Mở lượt đã chọn", "en": "Open the selected crossing", "zh": "打开所选记录"},
-    "key_help": {"vi": "Hiện/ẩn trợ giúp", "en": "Show/hide this help", "zh": "显示/隐藏帮助"},
-    "key_zoom": {"vi": "Bấm vào ảnh để phóng to; Esc để đóng", "en": "Click a crop to zoom; Esc closes",
-                 "zh": "点击图片放大；Esc关闭"},
-    "comparison": {"vi": "Đối chiếu với bản khai", "en": "Reads against the manifest", "zh": "识别结果与舱单比对"},
-    "field": {"vi": "Trường", "en": "Field", "zh": "字段"},
-    "read": {"vi": "Kết quả đọc", "en": "Read", "zh": "识别结果"},
-    "expected": {"vi": "Theo bản khai", "en": "Manifest", "zh": "舱单"},
-    "match": {"vi": "Khớp", "en": "Match", "zh": "一致"},
-    "mismatch": {"vi": "Không khớp", "en": "Mismatch", "zh": "不一致"},
-    "not_read": {"vi": "Không đọc được", "en": "Not read", "zh": "未识别"},
-    "not_declared": {"vi": "Không khai báo", "en": "Not declared", "zh": "未申报"},
-    "no_manifest": {"vi": "Không tìm thấy bản khai cho lượt này.", "en": "No manifest entry for this crossing.",
-                    "zh": "未找到该记录的舱单。"},
-    "manifest_from_reasons": {"vi": "Giá trị mong đợi lấy từ lý do kết luận (bản khai không có sẵn).",
-                              "en": "Expected values from the verdict's reasons (the manifest is not loaded).",
-                              "zh": "预期值来自结论原因（舱单未加载）。"},
-    "corrected": {"vi": "Đã sửa", "en": "Corrected", "zh": "已更正"},
-    "confidence": {"vi": "Độ tin cậy", "en": "Confidence", "zh": "置信度"},
-    "votes": {"vi": "Số khung", "en": "Frames", "zh": "帧数"},
-    "candidates": {"vi": "Phương án khác", "en": "Alternatives", "zh": "候选"},
-    "values_read": {"vi": "Các giá trị đã đọc", "en": "Values read", "zh": "各帧识别值"},
-    "source": {"vi": "Camera", "en": "Camera", "zh": "摄像头"},
-    "decide": {"vi": "Quyết định", "en": "Decision", "zh": "处理决定"},
-    "approve": {"vi": "Cho qua", "en": "Approve", "zh": "放行"},
-    "hold": {"vi": "Tạm giữ", "en": "Hold", "zh": "扣留"},
-    "correct": {"vi": "Sửa kết quả đọc", "en": "Correct a read", "zh": "更正识别结果"},
-    "save": {"vi": "Lưu", "en": "Save", "zh": "保存"},
-    "reason_required": {"vi": "Lý do (bắt buộc)", "en": "Reason (required)", "zh": "原因（必填）"},
-    "correct_field": {"vi": "Trường cần sửa", "en": "Field to correct", "zh": "更正字段"},
-    "correct_value": {"vi": "Giá trị đúng", "en": "Correct value", "zh": "正确值"},
-    "label_crop": {"vi": "Ảnh áp dụng", "en": "Crop it applies to", "zh": "对应图片"},
-    "crop_auto": {"vi": "Ảnh của trường (tự động)", "en": "The field's crop (automatic)", "zh": "该字段图片（自动）"},
-    "container_new": {"vi": "Container (chưa đọc được)", "en": "Container (not read)", "zh": "集装箱（未识别）"},
-    "history": {"vi": "Lịch sử xử lý", "en": "Decision history", "zh": "处理记录"},
-    "no_history": {"vi": "Chưa có quyết định nào.", "en": "No decisions yet.", "zh": "暂无处理记录。"},
-    "by": {"vi": "Người xử lý", "en": "By", "zh": "处理人"},
-    "action": {"vi": "Thao tác", "en": "Action", "zh": "操作"},
-    "action_approve": {"vi": "Cho qua", "en": "Approved", "zh": "放行"},
-    "action_hold": {"vi": "Tạm giữ", "en": "Held", "zh": "扣留"},
-    "action_correct": {"vi": "Sửa kết quả đọc", "en": "Corrected a read", "zh": "更正识别结果"},
-    "done_approve": {"vi": "Đã cho qua lượt này.", "en": "Crossing approved.", "zh": "已放行。"},
-    "done_hold": {"vi": "Đã tạm giữ lượt này.", "en": "Crossing held.", "zh": "已扣留。"},
-    "done_correct": {"vi": "Đã lưu bản sửa.", "en": "Correction saved.", "zh": "更正已保存。"},
-    "err_reason_required": {"vi": "Phải nhập lý do.", "en": "A reason is required.", "zh": "必须填写原因。"},
-    "err_reason_too_long": {"vi": "Lý do quá dài (tối đa 1000 ký tự).",
-                            "en": "The reason is too long (1000 characters at most).",
-                            "zh": "原因过长（最多1000个字符）。"},
-    "err_container_check_digit": {"vi": "Số container không hợp lệ: sai chữ số kiểm tra (ISO 6346).",
-                                  "en": "Invalid container number: the ISO 6346 check digit does not match.",
-                                  "zh": "集装箱号无效：ISO 6346校验位不符。"},
-    "err_value_required": {"vi": "Phải nhập giá trị đúng.", "en": "Type the correct value.", "zh": "请输入正确值。"},
-    "err_invalid_value": {"vi": "Giá trị không hợp lệ.", "en": "That value is not valid.", "zh": "该值无效。"},
-    "err_invalid_seal": {"vi": "Số niêm phong không hợp lệ (3-32 chữ cái, chữ số hoặc '-').",
-                         "en": "Invalid seal serial (3-32 letters, digits or '-').",
-                         "zh": "封志号无效（3-32个字母、数字或“-”）。"},
-    "err_invalid_declaration": {"vi": "Số tờ khai phải gồm 12 chữ số.", "en": "A declaration number has 12 digits.",
-                                "zh": "报关单号必须为12位数字。"},
-    "err_unknown_field": {"vi": "Hãy chọn trường cần sửa.", "en": "Choose the field to correct.",
-                          "zh": "请选择要更正的字段。"},
-    "err_unknown_action": {"vi": "Thao tác không hợp lệ.", "en": "Unknown action.", "zh": "操作无效。"},
-    "err_invalid_evidence": {"vi": "Ảnh bằng chứng không thuộc lượt này.",
-                             "en": "That crop is not evidence of this crossing.", "zh": "该图片不属于此记录。"},
-    "err_value_unchanged": {"vi": "Giá trị mới giống giá trị đã đọc.",
-                            "en": "The new value is the value that was read.", "zh": "新值与识别值相同。"},
-    "err_no_such_crossing": {"vi": "Không có lượt qua cổng này.", "en": "No such crossing.", "zh": "无此通行记录。"},
-    "err_bad_time": {"vi": "Thời gian không hợp lệ.", "en": "Invalid time.", "zh": "时间无效。"},
-    "search_text": {"vi": "Biển số, container, niêm phong, tờ khai", "en": "Plate, container, seal, declaration",
-                    "zh": "车牌、集装箱、封志、报关单"},
-    "search_in": {"vi": "Tìm trong", "en": "Search in", "zh": "查询范围"},
-    "plate": {"vi": "Biển số", "en": "Plate", "zh": "车牌"},
-    "match_substring": {"vi": "Chứa chuỗi", "en": "Contains", "zh": "包含"},
-    "match_exact": {"vi": "Khớp chính xác", "en": "Exact", "zh": "精确匹配"},
-    "time_from": {"vi": "Từ", "en": "From", "zh": "从"},
-    "time_to": {"vi": "Đến", "en": "To", "zh": "至"},
-    "no_results": {"vi": "Không tìm thấy lượt nào.", "en": "No crossings found.", "zh": "未找到记录。"},
-}
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+LANGUAGES = ("vi", "en", "zh")
+DEFAULT_LANGUAGE = "vi"
+LOCALE_DIR = Path(__file__).parent / "locale"
+DOMAIN = "messages"
+
+
+def N_(key: str) -> str:
+    """Marks a key for extraction without translating it (gettext's ``gettext_noop``)."""
+    return key
+
+
+# Keys the code builds at run time (``t["role_" ~ user.role]``, ``t[error]``, ``t[c.decision]``),
+# so that ``make i18n-extract`` keeps them: every other key is found where it is used.
+DYNAMIC_KEYS = (
+    # verdicts, review states and decisions (review.py, crossing.html)
+    N_("CLEAR"), N_("REVIEW"), N_("HOLD"),
+    N_("reviewed_approve"), N_("reviewed_hold"),
+    N_("action_approve"), N_("action_hold"), N_("action_correct"),
+    N_("done_approve"), N_("done_hold"), N_("done_correct"),
+    # fields and comparison states of the review page (review_view.py)
+    N_("trailer_plate"), N_("fleet_id"), N_("plate"), N_("seal"), N_("container_new"),
+    N_("match"), N_("mismatch"), N_("not_read"), N_("not_declared"),
+    # decision errors (appliance/store/decisions.py: DecisionError codes, as err_<code>)
+    N_("err_bad_time"), N_("err_container_check_digit"), N_("err_invalid_declaration"), N_("err_invalid_evidence"),
+    N_("err_invalid_seal"), N_("err_invalid_value"), N_("err_no_such_crossing"), N_("err_reason_required"),
+    N_("err_reason_too_long"), N_("err_unknown_action"), N_("err_unknown_field"), N_("err_value_required"),
+    N_("err_value_unchanged"),
+    # logins, roles and user administration (login.py, admin.py, appliance/store/users.py: AccountError codes)
+    N_("login_failed"), N_("login_locked"),
+    N_("role_inspector"), N_("role_supervisor"), N_("role_model_engineer"), N_("role_admin"),
+    N_("done_created"), N_("done_disabled"), N_("done_password"),
+    N_("cannot_disable_self"), N_("invalid_role"), N_("invalid_username"), N_("no_such_user"),
+    N_("password_too_long"), N_("password_too_short"), N_("user_exists"),
+    # lane and source states of the status page (status_view.py)
+    N_("lane_running"), N_("lane_finished"),
+    N_("src_connected"), N_("src_disconnected"), N_("src_ended"), N_("src_waiting"),
+    # general words kept for forms
+    N_("save"),
+)
+
+
+def language(lang: str | None) -> str:
+    """``lang`` when the UI has it, else Vietnamese."""
+    return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def catalogue_path(lang: str) -> Path:
+    return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+@cache
+def catalogue(lang: str) -> Catalog:
+    """The parsed .po catalogue of ``lang`` (one of LANGUAGES)."""
+    with catalogue_path(lang).open("rb") as fh:
+        return read_po(fh, locale=lang, domain=DOMAIN)
+
+
+@cache
+def translations(lang: str) -> Translations:
+    """gettext translations of ``lang`` (for Jinja2's i18n extension and ``_()``)."""
+    buf = io.BytesIO()
+    write_mo(buf, catalogue(language(lang)))
+    buf.seek(0)
+    return Translations(buf, domain=DOMAIN)
+
+
+def translated(lang: str) -> dict[str, str]:
+    """The keys that ``lang``'s catalogue translates (fuzzy entries do not count), with their text."""
+    return {str(m.id): str(m.string) for m in catalogue(lang) if m.id and m.string and not m.fuzzy}
+
+
+@cache
+def _texts(lang: str) -> dict[str, str]:
+    if lang == DEFAULT_LANGUAGE:
+        return translated(lang)
+    # A key missing in this language shows in Vietnamese (tests/web/test_i18n.py forbids that anyway).
+    return _texts(DEFAULT_LANGUAGE) | translated(lang)
 
 
 def translator(lang: str) -> dict[str, str]:
-    """All UI strings in ``lang`` (Vietnamese when the language is unknown)."""
-    lang = lang if lang in LANGUAGES else "vi"
-    return {key: texts[lang] for key, texts in TEXT.items()}
+    """All UI strings in ``lang`` by key (Vietnamese when the language is unknown)."""
+    return dict(_texts(language(lang)))
+
+
+# Every key with its text per language (as the UI text was kept before the catalogues).
+TEXT: dict[str, dict[str, str]] = {}
+for _lang in LANGUAGES:
+    for _key, _text in translated(_lang).items():
+        TEXT.setdefault(_key, {})[_lang] = _text

@@ -23,7 +23,7 @@ from appliance.store import decisions, review_queue
 from appliance.store.db import Store
 from appliance.store.review_queue import QueueRow
 from appliance.verdicts.manifest import ManifestIndex
-from appliance.web import review_view
+from appliance.web import localtime, review_view
 from appliance.web.auth import InspectorUser, ModelEngineerUser, require_role
 from appliance.web.i18n import LANGUAGES, translator
 
@@ -113,6 +113,7 @@ def review_router(store: Store, render: Render, events: DecisionEventBuilder,
         target: str = Form(""), value: str = Form(""), evidence_sha256: str = Form(""), lang: str = Form("vi"),
     ) -> Response:
         lang = lang if lang in LANGUAGES else "vi"
+        localtime.use(lang=lang)  # the form's language (not in the query string)
         q = review_queue.get(store, crossing_id)
         if q is None:
             raise HTTPException(404, f"no crossing {crossing_id!r}")

@@ -7,7 +7,6 @@ stays visible beside it), and the next correction of that field replaces the cor
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -19,6 +18,7 @@ from appliance.store.db import Store
 from appliance.store.decisions import Decision
 from appliance.store.review_queue import QueueRow
 from appliance.verdicts.manifest import ManifestEntry, ManifestIndex, plate_key
+from appliance.web import localtime
 from appliance.web.crops import Box, box_in_crop, jpeg_size
 
 PLATE_FIELDS = ("tractor_plate", "trailer_plate", "fleet_id")
@@ -27,7 +27,8 @@ KIND_LABEL = {"plate": "plate", "container": "containers", "seal": "seal", "decl
 
 
 def when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    """Date and time in the gate's zone and the request's language (appliance/web/localtime.py)."""
+    return localtime.when(ts)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class ReadView:
     candidates: list[str]
     details: list[tuple[str, str]]  # other things the reader said (raw text, colour, source ...)
     box: Box | None = None
+    clock: str = ""  # the time of day alone
 
     @property
     def label(self) -> str:
@@ -109,7 +111,7 @@ def _read_view(obs: dict[str, Any], crop_size: tuple[int, int] | None) -> ReadVi
     candidates = [str(c) for c in extras.pop("candidates", []) if str(c) != obs["value"]]
     details = [(str(k), str(v)) for k, v in sorted(extras.items())]
     return ReadView(obs["kind"], obs["value"], obs["confidence"], obs["source_id"], when(obs["ts"]), candidates,
-                    details, box_in_crop(obs["bbox_json"], crop_size))
+                    details, box_in_crop(obs["bbox_json"], crop_size), localtime.clock(obs["ts"]))
 
 
 def observations(store: Store, crossing_id: str) -> list[dict[str, Any]]:

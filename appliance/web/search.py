@@ -1,9 +1,8 @@
 """``/search``: crossings by plate, container, seal or declaration (exact or substring, normalised
-like the manifest's plate keys), lane, time range (the appliance's local time) and verdict."""
+like the manifest's plate keys), lane, time range (in the gate's time zone, ``site.timezone``) and verdict."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from urllib.parse import urlencode
 
@@ -12,6 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from appliance.store import search as store_search
 from appliance.store.db import Store
+from appliance.web import localtime
 from appliance.web.auth import require_role
 from appliance.web.i18n import translator
 from appliance.web.review import PAGE_SIZE, row_view
@@ -20,11 +20,9 @@ Render = Callable[..., HTMLResponse]
 
 
 def parse_local_time(text: str) -> float | None:
-    """A ``datetime-local`` value (``2026-11-19T08:30``) as a timestamp; None when empty; ValueError when bad."""
-    text = text.strip()
-    if not text:
-        return None
-    return dt.datetime.fromisoformat(text).timestamp()
+    """A ``datetime-local`` value (``2026-11-19T08:30``, the gate's zone) as a timestamp; None when empty;
+    ValueError when bad."""
+    return localtime.parse_local(text)
 
 
 def search_router(store: Store, render: Render) -> APIRouter:

@@ -116,6 +116,32 @@ def test_a_failing_sink_never_blocks_another(tmp_path: Path) -> None:
         store.close()
 
 
+def test_old_backlog_raises_an_alarm_and_nothing_expires(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = Store(tmp_path / "a.db", tmp_path / "ev", event_builder=VerdictEventBuilder("VNHNG", "box-1", KEY),
+                  backlog_alarm_s=60.0)
+    bad = FakeSink("bad", fail=True)
+    pub = Publisher(store, [bad], default_policy=FAST)
+    try:
+        store.save_crossing(crossing(1), Verdict("CLEAR", (), None))
+        assert pub.check_backlog() == set()  # young backlog: no alarm
+        later = time.time() + 3600
+        (status,) = store.outbox_status(now=later)
+        assert status.alarm and status.backlog == 1  # an hour old: alarm, still kept
+        assert "ALARM" in format_outbox_status(store, now=later) and "> 60s" in format_outbox_status(store, now=later)
+        with sqlite3.connect(store.path) as conn:  # make the event really old
+            conn.execute("UPDATE outbox SET created_at = created_at - 3600")
+        with caplog.at_level("WARNING"):
+            assert pub.check_backlog() == {"bad"}
+            assert pub.check_backlog() == {"bad"}  # logged once, on entering the alarm
+        assert sum("ALARM" in r.getMessage() for r in caplog.records) == 1
+        assert store.pending("bad", 10)  # never expired
+        bad.fail = False
+        pub.drain_once(bad)
+        assert pub.check_backlog() == set()
+    finally:
+        store.close()
+
+
 def test_backoff_grows_and_is_jittered() -> None:
     import random
 

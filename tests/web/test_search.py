@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,7 +23,8 @@ def ids(client: TestClient, **params: str) -> list[str]:
 
 
 def local(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%dT%H:%M")
+    """What an inspector types: the gate's local time (site.timezone, Asia/Ho_Chi_Minh by default)."""
+    return dt.datetime.fromtimestamp(ts, ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%Y-%m-%dT%H:%M")
 
 
 @pytest.fixture()
