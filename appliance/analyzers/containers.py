@@ -161,8 +161,12 @@ def _chains(tokens: list[_Token], linked: Callable[[_Token, _Token], bool], layo
 
 
 # The weight and capacity marking on the doors (MAX GROSS 30,480 KG, TARE 2,227 KG, NET ...,
-# CU.CAP. 33.2 CU.M): never part of a number, which ends in its check digit.
-_MARKING = re.compile(r"\d\s*(?:KGS?|LBS?)(?![A-Z])|CU\s*\.?\s*(?:M|FT)(?![A-Z])")
+# CU.CAP. 33.2 CU.M): never part of a number, which ends in its check digit, nor a seal serial.
+# Its words are matched too, for lines the OCR cut short of their unit ("MAX.GROSS 30,480").
+_MARKING = re.compile(
+    r"\d\s*[.,]?\s*(?:KGS?|LBS?)(?![A-Z])|CU\s*\.?\s*(?:M|FT)(?![A-Z])"
+    r"|^MAX\W*G|GR[O0]SS|TARE\b|TARE\s*\d|^NET\s*\d|^NET\b|CU\s*\.?\s*CAP|PAYLOAD"
+)
 
 
 def is_marking(text: str) -> bool:

@@ -490,7 +490,9 @@ class PlateReader:
             # the lane votes across frames anyway.
             floor = self.skip_confident
             worth = [c for c in worth if not any(p.confidence >= floor and not p.corrections for p, _ in c.readings)]
-        worth.sort(key=lambda c: (-c.best_score(), -max(ln.confidence for ln in c.lines)))
+        # Best reading first; among equals, a two-line candidate before its own rows (a row
+        # alone is a fragment: re-reading it can never give the whole plate).
+        worth.sort(key=lambda c: (-c.best_score(), -len(c.lines), -max(ln.confidence for ln in c.lines)))
         chosen: list[_Candidate] = []
         for cand in worth:
             if any(_iou(cand.box, c.box) > 0.8 for c in chosen):

@@ -81,6 +81,18 @@ class Readers:
         )
 
 
+def _unreadable_serial(lines: list[TextLine], explained: list[BBox]) -> BBox | None:
+    """A line that looks like a seal serial read badly (7-12 latin letters and digits, at least 2
+    letters and 4 digits) and is nothing else in the frame: a seal is there, unreadable. Such a
+    frame never counts as "no seal"."""
+    for line in lines:
+        c = _compact(line.text)
+        if (7 <= len(c) <= 12 and c.isascii() and sum(ch.isdigit() for ch in c) >= 4
+                and sum(ch.isalpha() for ch in c) >= 2 and not _overlaps_any(line.bbox, explained)):
+            return line.bbox
+    return None
+
+
 def _compact(text: str) -> str:
     return "".join(ch for ch in text.upper() if ch.isalnum())
 
@@ -149,7 +161,8 @@ class FrameAnalyzer:
         seals: list[SealRead] = []
         if role != "front":
             if r.seals:
-                seals = list(clock.run("seal reader", r.seals.read, image, region=roi, lines=lines))
+                seal_lines = [ln for ln in lines if not is_marking(ln.text)]
+                seals = list(clock.run("seal reader", r.seals.read, image, lines=seal_lines))
             if r.containers:
                 containers = clock.run("container reader", r.containers.read, image, lines=lines,
                                        known=settled.containers, exclude=other)
@@ -163,12 +176,18 @@ class FrameAnalyzer:
             # One plate per camera and vehicle: once the crossing has settled it, no second looks.
             plates = list(clock.run("plate reader", r.plates.read, image, lines=lines, known=settled.plates,
                                     exclude=explained + other, reread=False if settled.plates else None))
-        plates = [p for p in plates if not _overlaps_any(p.bbox, explained)]
+        plates = [p for p in plates if not _overlaps_any(p.bbox, explained + other)]
         if role == "front":
             return [*plates, *read_fleet_ids(lines)]
         # "No seal" only counts on frames where the doors were read clearly, so a seal
         # that is merely too far away or too small is never taken for a missing one.
-        doors_seen = any(c.verified for c in containers)
+        if not any(s.serial for s in seals):
+            unreadable = _unreadable_serial(lines, [*explained, *other, *(p.bbox for p in plates if p.bbox)])
+            if unreadable is not None:
+                seals = [SealRead(None, True, 0.3, unreadable, "ocr")]
+        # A number verified on an earlier frame of the passage counts too (its second look may
+        # have been skipped because the crossing had settled it).
+        doors_seen = any(c.verified or c.number in settled.containers_seen for c in containers)
         return [*plates, *containers, *(s for s in seals if s.present or doors_seen)]
 
     def _plainly_other(self, text: str) -> bool:

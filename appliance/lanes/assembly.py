@@ -106,6 +106,7 @@ class Settled:
 
     plates: frozenset[str] = frozenset()
     containers: frozenset[str] = frozenset()
+    containers_seen: frozenset[str] = frozenset()  # verified at least once in this passage
 
 
 def _settled_values(values: list[tuple[str, float]]) -> frozenset[str]:
@@ -153,7 +154,7 @@ class LaneAssembler:
                   if r == role and isinstance(o.read, PlateRead)]
         containers = [(o.read.number, o.read.confidence) for r, o in self._open.observations
                       if r == role and isinstance(o.read, ContainerRead) and o.read.verified]
-        return Settled(_settled_values(plates), _settled_values(containers))
+        return Settled(_settled_values(plates), _settled_values(containers), frozenset(n for n, _ in containers))
 
     def _adopt_pending(self, ts: float) -> None:
         assert self._open is not None
@@ -218,7 +219,10 @@ class LaneAssembler:
         seal_present: bool | None
         if serial_votes:
             seal_present = True
-        elif sum(1 for o in seals if isinstance(o.read, SealRead) and not o.read.present) >= 2:
+        elif (sum(1 for o in seals if isinstance(o.read, SealRead) and not o.read.present) >= 2
+              and sum(1 for o in seals if isinstance(o.read, SealRead) and o.read.present) < 2):
+            # Missing when two frames with the doors in view showed no seal, and fewer than two
+            # showed something seal-like but unreadable (one such frame can be stray text).
             seal_present = False
         else:
             seal_present = None

@@ -158,3 +158,20 @@ def test_settled_containers_count_only_verified_confident_reads() -> None:
     assert lane.settled("rear").containers == {"MWCU6059784"}
     closed = lane.on_motion("rear", 10.0, False)
     assert len(closed) == 1 and lane.settled("rear").containers == frozenset()
+
+
+def test_seal_missing_only_when_no_frame_showed_anything_seal_like() -> None:
+    def passage(reads: list[SealRead]) -> bool | None:
+        lane = make()
+        lane.on_motion("rear", 0.0, True)
+        for i, read in enumerate(reads):
+            lane.add("rear", Observation("rear", 0.2 * i, read))
+        (crossing,) = lane.flush()
+        return crossing.seal.present
+
+    absent = SealRead(None, False, 0.5, None, "none")
+    unreadable = SealRead(None, True, 0.3, BOX, "ocr")
+    assert passage([absent, absent]) is False
+    assert passage([absent]) is None  # one frame is not enough
+    assert passage([unreadable, absent, absent, absent]) is False  # one stray frame does not count
+    assert passage([unreadable, unreadable, absent, absent]) is None  # something was there, unread

@@ -50,3 +50,4 @@ def test_region_covering_nearly_everything_is_the_whole_frame() -> None:
     region = MotionRegion(pad=0.0, min_share=0.85)
     region.update(0.0, (0, 0, W, H - 50))
     assert region.region(W, H) is None
+
