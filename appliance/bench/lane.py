@@ -53,6 +53,7 @@ class _Pass:
     region_share: list[float] = field(default_factory=list)
     idle: int = 0
     busy: int = 0
+    detector_max_side: int = 0
 
 
 def bench_lane(seconds: float = 20.0, width: int = 1920, height: int = 1080, fps: float = 5.0) -> str:
@@ -63,7 +64,8 @@ def bench_lane(seconds: float = 20.0, width: int = 1920, height: int = 1080, fps
         sim = Path(tmp)
         simulate(sim, vehicles, seed=7, fps=fps, width=width, height=height, gap_s=2.0)
         video = next((sim / "cameras").glob("rear.*"))
-        analyzer = FrameAnalyzer(_bench_readers(), store=None)
+        readers, detector_max_side = _bench_readers()
+        analyzer = FrameAnalyzer(readers, store=None, detector_max_side=detector_max_side)
         lane = _run_pass(analyzer, video, use_region=True)
         whole = _run_pass(analyzer, video, use_region=False)
         codes = analyzer.readers.codes
@@ -82,7 +84,7 @@ def _run_pass(analyzer: FrameAnalyzer, video: Path, use_region: bool) -> _Pass:
     from appliance.ingest.motion import MotionGate
     from appliance.ingest.sources import VideoFileSource
 
-    out = _Pass()
+    out = _Pass(detector_max_side=analyzer.detector_max_side)
     gate, region = MotionGate(), MotionRegion()
     assembler = LaneAssembler("bench", AssemblyConfig(), ["rear"])
     source = VideoFileSource("rear", video, start_time=0.0)
@@ -122,19 +124,21 @@ def _run_pass(analyzer: FrameAnalyzer, video: Path, use_region: bool) -> _Pass:
     return out
 
 
-def _bench_readers() -> Readers:
+def _bench_readers() -> tuple[Readers, int]:
+    """The readers and detector size of a lane with the default configuration."""
     from appliance.config import AppConfig
 
     cfg = AppConfig.model_validate(
         {"site": {"gate": "VNHNG", "box_id": "bench"},
          "lanes": [{"id": "bench", "sources": [{"id": "rear", "type": "usb", "role": "rear", "device": 0}]}]}
     )
-    return Readers.from_config(cfg)
+    return Readers.from_config(cfg), cfg.analyzers.plates.detector_max_side
 
 
 def _report(lane: _Pass, whole: _Pass, fps: float, width: int, height: int) -> str:
     times = lane.times
-    rows = [f"lane benchmark: {width}x{height} simulated rear camera at {fps:g} fps, one thread, ORT 1 thread",
+    rows = [f"lane benchmark: {width}x{height} simulated rear camera at {fps:g} fps, one thread, ORT 1 thread, "
+            f"text detector at {lane.detector_max_side} px",
             f"frames: {lane.idle + lane.busy} ({lane.busy} with a vehicle in view, {lane.idle} idle)",
             f"motion region: {100 * statistics.fmean(lane.region_share or [1.0]):.0f} % of the frame on average", "",
             f"{'stage':32s} {'mean ms':>9s} {'p95 ms':>9s} {'calls':>6s}"]

@@ -162,7 +162,7 @@ class FrameAnalyzer:
         if role != "front":
             if r.seals:
                 seal_lines = [ln for ln in lines if not is_marking(ln.text)]
-                seals = list(clock.run("seal reader", r.seals.read, image, lines=seal_lines))
+                seals = list(clock.run("seal reader", r.seals.read, image, region=roi, lines=seal_lines))
             if r.containers:
                 containers = clock.run("container reader", r.containers.read, image, lines=lines,
                                        known=settled.containers, exclude=other)
