@@ -10,15 +10,15 @@ dead-lettered: a bad message is never redelivered forever, and a crash before th
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+
+from appliance.publish.mqtt_client import persistent_client
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +47,10 @@ class InboundSubscriber:
         self.host, self.port, self.keepalive_s = host, port, keepalive_s
         self.topics = list(topics)
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311
+        self.client = persistent_client(
+            client_id, username=username, password=password, tls=tls, ca_file=ca_file, cert_file=cert_file,
+            key_file=key_file, reconnect_max_s=reconnect_max_s,
         )
-        self.client.reconnect_delay_set(min_delay=1, max_delay=reconnect_max_s)
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        if tls or ca_file or cert_file:
-            self.client.tls_set(
-                ca_certs=str(ca_file) if ca_file else None,
-                certfile=str(cert_file) if cert_file else None,
-                keyfile=str(key_file) if key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -17,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from appliance.publish.mqtt_client import persistent_client
 from appliance.publish.publisher import SendResult
 from appliance.store.db import OutboxRow
 
@@ -57,24 +56,12 @@ class MqttSink:
         self._topic = topic
         self.status_topic = status_topic.format(gate=gate, lane=lane_id or box_id, box=box_id)
         self._connected = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"smartgate-{gate}-{box_id}-{name}",
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+        self.client = persistent_client(
+            client_id or f"smartgate-{gate}-{box_id}-{name}", username=username, password=password, tls=tls,
+            ca_file=ca_file, cert_file=cert_file, key_file=key_file, reconnect_max_s=reconnect_max_s,
         )
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=reconnect_max_s)
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        if tls or ca_file or cert_file:
-            self.client.tls_set(
-                ca_certs=str(ca_file) if ca_file else None,
-                certfile=str(cert_file) if cert_file else None,
-                keyfile=str(key_file) if key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
         self.client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

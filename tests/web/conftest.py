@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -10,6 +11,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, sync_playwright
 
 from appliance.lanes.crossing import Crossing, FieldResult, SealState
 from appliance.reads import BBox, Observation, PlateRead
@@ -100,3 +102,20 @@ def live_server(store: Store) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=5)
+
+
+# --- a real browser: Debian's Chromium driven by Playwright (never a downloaded browser) ------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed: run scripts/setup.sh (it installs it)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()

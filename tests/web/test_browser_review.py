@@ -7,21 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page
 
 from appliance.store.db import Store
 from tests.web.review_helpers import CONTROL, IMG, SCRIPT, SQL, add_crossing, add_hostile_crossing
-from tests.web.test_browser import ARGS, CHROMIUM, sign_in
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed: run scripts/setup.sh (it installs it)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
+from tests.web.test_browser import sign_in
 
 
 @pytest.fixture()

@@ -12,25 +12,15 @@ from typing import Any
 import numpy as np
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from appliance.lanes.thumbnails import Thumbnails
 from appliance.store.db import Store
 from appliance.web.app import WebServices, create_app
 from tests.web.auth_helpers import add_user
 from tests.web.conftest import free_port
-from tests.web.test_browser import ARGS, CHROMIUM, sign_in
+from tests.web.test_browser import sign_in
 from tests.web.test_status import lane_status
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed: run scripts/setup.sh (it installs it)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture()
