@@ -3,22 +3,19 @@ strict CSP (any script error or CSP violation fails the test)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from appliance.lanes.thumbnails import Thumbnails
 from appliance.store.db import Store
 from appliance.web.app import WebServices, create_app
 from tests.web.auth_helpers import add_user
-from tests.web.conftest import free_port
+from tests.web.conftest import free_port, serving
 from tests.web.test_browser import sign_in
 from tests.web.test_status import lane_status
 
@@ -52,17 +49,8 @@ def status_server(store: Store) -> Iterator[tuple[str, dict[str, Any], Thumbnail
     thumbs.offer("cargo-1", "front", frame, 1_795_000_000.0)
     port = free_port()
     app = create_app(WebServices(store, "VNHNG", status, thumbnails=thumbs))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("web server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", status, thumbs
-    server.should_exit = True
-    thread.join(timeout=5)
+    with serving(app, port) as base:
+        yield base, status, thumbs
 
 
 def test_status_page_shows_lanes_sources_and_refreshes(page: Page, status_server: tuple[str, dict[str, Any],
