@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.config import AppConfig, LaneConfig, load_config, verify_paths
 from appliance.ingest.frames import Frame
@@ -28,6 +28,10 @@ from appliance.store.db import Store
 from appliance.verdicts.manifest import ManifestIndex, load_manifest_file
 from appliance.verdicts.rules import Verdict
 from appliance.verdicts.watchlist import WatchlistIndex
+
+if TYPE_CHECKING:
+    from appliance.inference.registry import ModelRegistry
+    from appliance.inference.watcher import ModelWatcher
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,8 @@ class Services:
     status: dict[str, Any] = field(default_factory=dict)
     watchlist: WatchlistIndex = field(default_factory=WatchlistIndex)
     thumbnails: Thumbnails = field(default_factory=Thumbnails)  # the latest frame of each source, for /status
+    registry: ModelRegistry | None = None  # which model versions serve (appliance models activate|rollback|shadow)
+    watcher: ModelWatcher | None = None  # follows the registry: hot swap and shadow, off the lane threads
 
 
 def init_store(config: AppConfig) -> Store:
@@ -70,13 +76,29 @@ def init_manifest(config: AppConfig) -> ManifestIndex:
 def init_services(config: AppConfig) -> Services:
     from appliance.inbound.setup import load_inbound_state
     from appliance.inference.inventory import model_status
+    from appliance.inference.registry import ModelRegistry
+    from appliance.inference.session import SessionOptions
+    from appliance.inference.watcher import ModelWatcher
 
     store = init_store(config)
     manifest = init_manifest(config)
     watchlist = load_inbound_state(store, manifest)  # what central sent before this start
-    readers = Readers.from_config(config)
+    registry = ModelRegistry(store, config)
+    readers = Readers.from_config(config, registry)
     analyzer = FrameAnalyzer(readers, store, detector_max_side=config.analyzers.plates.detector_max_side)
-    return Services(config, store, manifest, analyzer, status={"models": model_status(readers)}, watchlist=watchlist)
+    status: dict[str, Any] = {"models": model_status(readers)}
+    watcher = None
+    if readers.models is not None:
+        def refresh_models() -> None:
+            status["models"] = model_status(readers)
+
+        m = config.models
+        watcher = ModelWatcher(registry, readers.models, interval_s=m.watch_interval_s, shadow_every=m.shadow_every,
+                               shadow_queue=m.shadow_queue,
+                               options=SessionOptions(intra_op_threads=config.analyzers.ocr_threads),
+                               on_change=refresh_models)
+    return Services(config, store, manifest, analyzer, status=status, watchlist=watchlist, registry=registry,
+                    watcher=watcher)
 
 
 def open_lane_sources(lane: LaneConfig) -> list[Source]:
@@ -134,7 +156,7 @@ def start_web(services: Services, host: str, port: int) -> threading.Thread:
 
     web = WebServices(services.store, services.config.site.gate, services.status,
                       auth=AuthSettings.from_config(services.config.web), manifest=services.manifest,
-                      thumbnails=services.thumbnails, timezone=services.config.site.timezone)
+                      thumbnails=services.thumbnails, timezone=services.config.site.timezone, models=services.registry)
     server = uvicorn.Server(uvicorn.Config(create_app(web), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
@@ -157,22 +179,26 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
         publisher.start()
     if inbound is not None:
         inbound.start()
-    web = start_web(services, config.web.host, config.web.port) if serve else None
-    lanes = [
-        threading.Thread(target=run_lane, args=(lane, services), name=f"lane-{lane.id}", daemon=True)
-        for lane in config.lanes
-    ]
-    for thread in lanes:
-        thread.start()
-    for thread in lanes:
-        thread.join()
-    log.info("all lane sources ended; %s", services.store.counts())
+    if services.watcher is not None:
+        services.watcher.start()  # `appliance models activate|rollback|shadow` take effect without a restart
     try:
+        web = start_web(services, config.web.host, config.web.port) if serve else None
+        lanes = [
+            threading.Thread(target=run_lane, args=(lane, services), name=f"lane-{lane.id}", daemon=True)
+            for lane in config.lanes
+        ]
+        for thread in lanes:
+            thread.start()
+        for thread in lanes:
+            thread.join()
+        log.info("all lane sources ended; %s", services.store.counts())
         if web is not None and keep_serving:
             log.info("sources finished; still serving the web UI (Ctrl+C to stop)")
             while web.is_alive():
                 time.sleep(1.0)
     finally:
+        if services.watcher is not None:
+            services.watcher.stop()
         if inbound is not None:
             inbound.stop()
         if publisher is not None:

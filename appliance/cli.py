@@ -69,7 +69,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.task == "sim":
         from appliance.eval.sim import evaluate_sim
 
-        report = evaluate_sim(data, vehicles=args.vehicles, seed=args.seed, workers=args.workers)
+        report = evaluate_sim(data, vehicles=args.vehicles, seed=args.seed, workers=args.workers,
+                              detector=args.detector)
     else:
         if data is None:
             raise ApplianceError(f"eval {args.task} needs --data DIR (e.g. ../shared/eval/{args.task})")
@@ -106,27 +107,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(format_outbox_bench(bench_outbox(crossings=args.crossings or 3000, broker_port=args.broker_port,
                                                rate=args.rate, latency_seconds=args.latency_seconds)))
         return 0
+    if args.what == "models":
+        from appliance.bench.models import bench_models, format_models_bench
+
+        print(format_models_bench(bench_models(runs=args.runs)))
+        return 0
     from appliance.bench.lane import bench_lane
 
     if args.what != "lane":
-        raise ApplianceError(f"unknown benchmark {args.what!r}; available: lane, outbox, ui")
+        raise ApplianceError(f"unknown benchmark {args.what!r}; available: lane, models, outbox, ui")
     print(bench_lane(seconds=args.seconds, width=args.width, height=args.height))
-    return 0
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    from appliance.inference.store import ModelStore
-
-    store = ModelStore(Path(args.root)) if args.root else ModelStore()
-    refs = store.list()
-    if args.action == "prepare":
-        for ref in refs:
-            path = store.prepare(ref)
-            print(f"ready  {ref.task}/{ref.name} v{ref.version}  {path}")
-        return 0
-    for ref in refs:
-        state = "prepared" if ref.file.is_file() else "not prepared"
-        print(f"{ref.task}/{ref.name} v{ref.version}  {ref.manifest.licence}  ({state})")
     return 0
 
 
@@ -188,10 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vehicles", type=int, default=200, help="sim: vehicles to simulate")
     p.add_argument("--seed", type=int, default=2026, help="sim: seed")
     p.add_argument("--workers", type=int, default=2, help="sim: analysis threads")
+    p.add_argument("--detector", help="sim: text detector from the model store (default: the config's), "
+                   "e.g. ppocrv4-det-int8")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="speed and memory benchmarks")
-    p.add_argument("what", choices=["lane", "outbox", "ui"])
+    p.add_argument("what", choices=["lane", "models", "outbox", "ui"])
     p.add_argument("--seconds", type=float, default=20.0, help="lane: length of the simulated video")
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--height", type=int, default=1080)
@@ -201,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker-port", type=int, help="outbox: MQTT broker on 127.0.0.1 (default: start mosquitto)")
     p.add_argument("--rate", type=float, default=50.0, help="outbox: crossings per second for the latency run")
     p.add_argument("--latency-seconds", type=float, default=4.0, help="outbox: length of the latency run")
+    p.add_argument("--runs", type=int, default=20, help="models: timed runs per model and provider")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("outbox", help="delivery state of the verdict outbox per sink")
@@ -208,10 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.set_defaults(func=cmd_outbox)
 
-    p = sub.add_parser("models", help="list or prepare the model store")
-    p.add_argument("action", choices=["list", "prepare"])
-    p.add_argument("--root", help="model store folder (default: the project's models/)")
-    p.set_defaults(func=cmd_models)
+    from appliance.inference.models_cli import add_parsers as add_models_parsers  # models list|install|activate|...
+
+    add_models_parsers(sub)
 
     from appliance.users_cli import add_parsers as add_users_parsers  # users create-admin|list, audit verify
 

@@ -8,6 +8,7 @@ starts a half-working appliance.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -147,6 +148,16 @@ class AnalyzersConfig(Strict):
     seals: SealsConfig = Field(default_factory=SealsConfig)
     codes: CodesConfig = Field(default_factory=CodesConfig)
     ocr_threads: int = Field(default=1, ge=1, le=64, description="ONNX Runtime threads per model.")
+    ocr_detector: str = Field(
+        default="ppocrv4-det", pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        description="Text detector in the model store (models/text-detection/<name>). ppocrv4-det-int8 (made by "
+        "`appliance models quantize`) runs about 1.6x faster but finds small text (seal serials) less often: "
+        "measured 96 % verdicts against 97 % for the float ppocrv4-det (docs/EVALUATION.md).",
+    )
+    ocr_recognizer: str = Field(
+        default="ppocrv4-rec", pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        description="Text recogniser in the model store (models/text-recognition/<name>).",
+    )
 
 
 class VerdictConfig(Strict):
@@ -207,8 +218,46 @@ class WebConfig(Strict):
     )
 
 
+# The project's release key: it signs the model packages committed under models/ (the private half is
+# kept by the release maintainers, never in the repository). A site that signs its own models lists its
+# own keys in models.trusted_keys, and keeps this one there only if it also runs the project's models.
+RELEASE_KEY = (
+    Path(os.environ.get("GATE_MODELS_DIR", Path(__file__).resolve().parents[1] / "models"))
+    / "keys" / "release-2026.pub.pem"
+)
+
+
 class ModelsConfig(Strict):
     root: Path | None = Field(default=None, description="Model store folder; default: the project's models/.")
+    trusted_keys: list[Path] = Field(
+        default_factory=lambda: [RELEASE_KEY],
+        description="Public keys (Ed25519 PEM) whose model signatures this box accepts "
+        "(`appliance models keygen` writes a pair; `appliance models sign` signs a package). Default: the "
+        "project's release key, which signs the models committed under models/.",
+    )
+    allow_unsigned: bool = Field(
+        default=False,
+        description="Accept model packages without a signature.json. Development only: production boxes sign "
+        "their models. A package that has a signature must verify even when this is true.",
+    )
+    regression_margin: float = Field(
+        default=0.01, ge=0, le=1,
+        description="Activation gate: when the candidate's and the active model's manifests carry metrics on the "
+        "same eval_set, no shared quality metric may be worse by more than this (absolute); `appliance models "
+        "activate --force --reason TEXT` overrides, and the override is recorded.",
+    )
+    watch_interval_s: float = Field(
+        default=1.0, gt=0, le=60,
+        description="How often the running appliance looks for a newly activated model (or shadow) in the registry.",
+    )
+    shadow_every: int = Field(
+        default=10, ge=1, description="A shadow candidate sees one in this many of its task's live model calls."
+    )
+    shadow_queue: int = Field(
+        default=4, ge=1, le=64,
+        description="Live inputs waiting for the shadow candidate; when full, samples are dropped (and counted), "
+        "never waited for.",
+    )
 
 
 class TlsConfig(Strict):
@@ -397,6 +446,7 @@ def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
     data["storage"]["evidence_dir"] = fix(data["storage"]["evidence_dir"])
     if data["models"]["root"]:
         data["models"]["root"] = fix(data["models"]["root"])
+    data["models"]["trusted_keys"] = [fix(k) for k in data["models"]["trusted_keys"]]
     data["publish"]["signing_key"] = fix(data["publish"]["signing_key"])
     for sink in data["publish"]["sinks"]:
         for key in ("password_file", "hmac_key_file"):
@@ -472,5 +522,8 @@ def verify_paths(cfg: AppConfig, where: str = "<config>") -> None:
                 problems.append(f"{where}: {field}: scanner folder {src.path} not found (create it for the scanner)")
     if cfg.manifest.file is not None and not cfg.manifest.file.is_file():
         problems.append(f"{where}: manifest.file: {cfg.manifest.file} not found")
+    for k, key in enumerate(cfg.models.trusted_keys):
+        if not key.is_file():
+            problems.append(f"{where}: models.trusted_keys.{k}: public key {key} not found")
     if problems:
         raise ConfigError("configuration names missing files:\n  " + "\n  ".join(problems))

@@ -176,3 +176,5 @@ class Observation:
     read: Read
     evidence_sha256: str | None = None
     extras: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # The model versions that made this read, sorted ``task/name@version`` (see inference/slots.py).
+    models: tuple[str, ...] = field(default=(), compare=False)

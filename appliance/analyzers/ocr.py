@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from appliance.errors import FrameError, ModelError
-from appliance.inference.session import OnnxModel
+from appliance.inference.slots import InferenceModel
 from appliance.inference.store import ModelStore
 from appliance.reads import BBox, TextLine
 
@@ -54,12 +54,24 @@ class DetectorSettings:
 class TextDetector:
     """PP-OCR DB text detector: image -> quadrilaterals around text lines."""
 
-    def __init__(self, model: OnnxModel, settings: DetectorSettings | None = None):
+    def __init__(self, model: InferenceModel, settings: DetectorSettings | None = None):
+        # An OnnxModel, or a ModelSlot whose model may be swapped between frames: what depends on the
+        # model (normalisation here) is looked up per call, for the model serving that call.
         self.model = model
         self.settings = settings or DetectorSettings()
-        pre = model.manifest.preprocess
-        self._mean = np.array(pre.get("mean", [0.5, 0.5, 0.5]), dtype=np.float32)
-        self._std = np.array(pre.get("std", [0.5, 0.5, 0.5]), dtype=np.float32)
+        self._norms: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._normalisation()
+
+    def _normalisation(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std of the model serving now."""
+        manifest = self.model.manifest
+        norm = self._norms.get(manifest.sha256)
+        if norm is None:
+            pre = manifest.preprocess
+            norm = (np.array(pre.get("mean", [0.5, 0.5, 0.5]), dtype=np.float32),
+                    np.array(pre.get("std", [0.5, 0.5, 0.5]), dtype=np.float32))
+            self._norms[manifest.sha256] = norm
+        return norm
 
     def detect(self, image: np.ndarray, max_side: int | None = None, roi: BBox | None = None) -> list[Quad]:
         """Text quads in full-image pixels.
@@ -82,7 +94,8 @@ class TextDetector:
         rh = max(32, round(vh * ratio / 32) * 32)
         rw = max(32, round(vw * ratio / 32) * 32)
         resized = cv2.resize(view, (rw, rh), interpolation=cv2.INTER_LINEAR)
-        x = (resized.astype(np.float32) / 255.0 - self._mean) / self._std
+        mean, std = self._normalisation()
+        x = (resized.astype(np.float32) / 255.0 - mean) / std
         x = x.transpose(2, 0, 1)[None]
         prob = self.model.run({self.model.input_names[0]: x})[0][0, 0]
         quads = self._boxes(prob, vw / rw, vh / rh, (vw, vh))
@@ -155,30 +168,45 @@ class Recognition:
 class TextRecognizer:
     """PP-OCR CTC recogniser: line crops -> text with per-character alternatives."""
 
-    def __init__(self, model: OnnxModel, top_k: int = 3, max_width: int = 640, min_width: int = 64):
+    def __init__(self, model: InferenceModel, top_k: int = 3, max_width: int = 640, min_width: int = 64):
+        # An OnnxModel, or a ModelSlot whose model may be swapped between frames: the charset and the
+        # input height are looked up per call, for the model serving that call.
         self.model = model
         self.top_k = top_k
         self.max_width = max_width
         self.min_width = min_width
-        key = model.manifest.charset_metadata_key or "character"
-        chars = model.metadata().get(key)
-        if not chars:
-            raise ModelError(f"{model.path}: recogniser has no charset in its metadata key {key!r}")
-        self.charset = ["blank", *chars.splitlines(), " "]
-        classes = model.manifest.outputs[0].shape[-1]
-        if isinstance(classes, int) and classes != len(self.charset):
-            raise ModelError(
-                f"{model.path}: charset has {len(self.charset)} classes, output has {classes}"
-            )
-        self.height = int(model.manifest.preprocess.get("height", 48))
+        self._charsets: dict[str, list[str]] = {}
+        _ = self.charset  # a recogniser without a usable charset fails here, at start-up
 
-    def _prepare(self, crop: np.ndarray, width: int) -> np.ndarray:
+    @property
+    def charset(self) -> list[str]:
+        """The classes of the model serving now: blank, its charset, space."""
+        model = self.model
+        manifest = model.manifest
+        charset = self._charsets.get(manifest.sha256)
+        if charset is None:
+            key = manifest.charset_metadata_key or "character"
+            chars = model.metadata().get(key)
+            if not chars:
+                raise ModelError(f"{model.path}: recogniser has no charset in its metadata key {key!r}")
+            charset = ["blank", *chars.splitlines(), " "]
+            classes = manifest.outputs[0].shape[-1]
+            if isinstance(classes, int) and classes != len(charset):
+                raise ModelError(f"{model.path}: charset has {len(charset)} classes, output has {classes}")
+            self._charsets[manifest.sha256] = charset
+        return charset
+
+    @property
+    def height(self) -> int:
+        return int(self.model.manifest.preprocess.get("height", 48))
+
+    def _prepare(self, crop: np.ndarray, width: int, height: int) -> np.ndarray:
         h, w = crop.shape[:2]
-        new_w = min(width, max(8, math.ceil(self.height * w / max(h, 1))))
-        resized = cv2.resize(crop, (new_w, self.height), interpolation=cv2.INTER_LINEAR)
+        new_w = min(width, max(8, math.ceil(height * w / max(h, 1))))
+        resized = cv2.resize(crop, (new_w, height), interpolation=cv2.INTER_LINEAR)
         x = resized.astype(np.float32).transpose(2, 0, 1) / 255.0
         x = (x - 0.5) / 0.5
-        out = np.zeros((3, self.height, width), dtype=np.float32)
+        out = np.zeros((3, height, width), dtype=np.float32)
         out[:, :, :new_w] = x
         return out
 
@@ -194,19 +222,20 @@ class TextRecognizer:
         if not crops:
             return []
         crops = [check_image(c, "text recogniser") for c in crops]
+        charset, height = self.charset, self.height
         order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / max(crops[i].shape[0], 1))
         results: list[Recognition | None] = [None] * len(crops)
         for start in range(0, len(order), batch):
             idx = order[start : start + batch]
             ratio = max(crops[i].shape[1] / max(crops[i].shape[0], 1) for i in idx)
-            width = int(min(self.max_width, max(self.min_width, math.ceil(self.height * ratio / 8) * 8)))
-            x = np.stack([self._prepare(crops[i], width) for i in idx])
+            width = int(min(self.max_width, max(self.min_width, math.ceil(height * ratio / 8) * 8)))
+            x = np.stack([self._prepare(crops[i], width, height) for i in idx])
             probs = self.model.run({self.model.input_names[0]: x})[0]
             for j, i in enumerate(idx):
-                results[i] = self._decode(probs[j])
+                results[i] = self._decode(probs[j], charset)
         return [r for r in results if r is not None]
 
-    def _decode(self, probs: np.ndarray) -> Recognition:
+    def _decode(self, probs: np.ndarray, charset: list[str]) -> Recognition:
         best = probs.argmax(axis=1)
         chars: list[str] = []
         confs: list[float] = []
@@ -217,9 +246,9 @@ class TextRecognizer:
                 row = probs[t]
                 top = np.argpartition(row, -self.top_k)[-self.top_k :]
                 top = top[np.argsort(row[top])[::-1]]
-                chars.append(self.charset[cls])
+                chars.append(charset[cls])
                 confs.append(float(row[cls]))
-                alts.append(tuple((self.charset[k], float(row[k])) for k in top if k != 0))
+                alts.append(tuple((charset[k], float(row[k])) for k in top if k != 0))
             previous = int(cls)
         confidence = float(np.mean(confs)) if confs else 0.0
         return Recognition("".join(chars), min(max(confidence, 0.0), 1.0), tuple(alts))
@@ -234,13 +263,19 @@ class OcrEngine:
         self.min_confidence = min_confidence
 
     @classmethod
-    def from_store(cls, store: ModelStore | None = None, intra_op_threads: int = 1) -> OcrEngine:
+    def from_store(
+        cls,
+        store: ModelStore | None = None,
+        intra_op_threads: int = 1,
+        detector: str = "ppocrv4-det",
+        recognizer: str = "ppocrv4-rec",
+    ) -> OcrEngine:
         from appliance.inference.session import SessionOptions
 
         store = store or ModelStore()
         options = SessionOptions(intra_op_threads=intra_op_threads)
-        det = store.open("ocr", "ppocrv4-det", options=options)
-        rec = store.open("ocr", "ppocrv4-rec", options=options)
+        det = store.open("text-detection", detector, options=options)
+        rec = store.open("text-recognition", recognizer, options=options)
         return cls(TextDetector(det), TextRecognizer(rec))
 
     def read(

@@ -33,6 +33,7 @@ from appliance.lanes.assembly import LaneAssembler
 from appliance.lanes.regions import MotionRegion
 from appliance.reads import Observation
 
+ALT_DETECTOR = "ppocrv4-det-int8"  # the int8 build of the default detector, measured beside it
 STAGES = ("decode", "motion gate", "text detection", "text recognition", "plate reader", "container reader",
           "seal reader", "assembly", "kiosk declaration QR")
 
@@ -54,6 +55,7 @@ class _Pass:
     idle: int = 0
     busy: int = 0
     detector_max_side: int = 0
+    detector: str = ""
 
 
 def bench_lane(seconds: float = 20.0, width: int = 1920, height: int = 1080, fps: float = 5.0) -> str:
@@ -68,6 +70,9 @@ def bench_lane(seconds: float = 20.0, width: int = 1920, height: int = 1080, fps
         analyzer = FrameAnalyzer(readers, store=None, detector_max_side=detector_max_side)
         lane = _run_pass(analyzer, video, use_region=True)
         whole = _run_pass(analyzer, video, use_region=False)
+        alt_readers, _ = _bench_readers(detector=ALT_DETECTOR)
+        alt = _run_pass(FrameAnalyzer(alt_readers, store=None, detector_max_side=detector_max_side),
+                        video, use_region=True)
         codes = analyzer.readers.codes
         if codes is not None:
             for path in sorted((sim / "kiosk").glob("*.png")):
@@ -77,14 +82,15 @@ def bench_lane(seconds: float = 20.0, width: int = 1920, height: int = 1080, fps
                 t0 = time.perf_counter()
                 codes.read(image)
                 lane.times["kiosk declaration QR"].append(time.perf_counter() - t0)
-    return _report(lane, whole, fps, width, height)
+    return _report(lane, whole, alt, fps, width, height)
 
 
 def _run_pass(analyzer: FrameAnalyzer, video: Path, use_region: bool) -> _Pass:
     from appliance.ingest.motion import MotionGate
     from appliance.ingest.sources import VideoFileSource
 
-    out = _Pass(detector_max_side=analyzer.detector_max_side)
+    m = analyzer.readers.ocr.detector.model.manifest
+    out = _Pass(detector_max_side=analyzer.detector_max_side, detector=f"{m.name} v{m.version}")
     gate, region = MotionGate(), MotionRegion()
     assembler = LaneAssembler("bench", AssemblyConfig(), ["rear"])
     source = VideoFileSource("rear", video, start_time=0.0)
@@ -124,21 +130,25 @@ def _run_pass(analyzer: FrameAnalyzer, video: Path, use_region: bool) -> _Pass:
     return out
 
 
-def _bench_readers() -> tuple[Readers, int]:
-    """The readers and detector size of a lane with the default configuration."""
+def _bench_readers(detector: str | None = None) -> tuple[Readers, int]:
+    """The readers and detector size of a lane with the default configuration (or another text
+    detector from the store)."""
     from appliance.config import AppConfig
 
-    cfg = AppConfig.model_validate(
-        {"site": {"gate": "VNHNG", "box_id": "bench"},
-         "lanes": [{"id": "bench", "sources": [{"id": "rear", "type": "usb", "role": "rear", "device": 0}]}]}
-    )
+    data: dict[str, object] = {
+        "site": {"gate": "VNHNG", "box_id": "bench"},
+        "lanes": [{"id": "bench", "sources": [{"id": "rear", "type": "usb", "role": "rear", "device": 0}]}],
+    }
+    if detector is not None:
+        data["analyzers"] = {"ocr_detector": detector}
+    cfg = AppConfig.model_validate(data)
     return Readers.from_config(cfg), cfg.analyzers.plates.detector_max_side
 
 
-def _report(lane: _Pass, whole: _Pass, fps: float, width: int, height: int) -> str:
+def _report(lane: _Pass, whole: _Pass, alt: _Pass, fps: float, width: int, height: int) -> str:
     times = lane.times
     rows = [f"lane benchmark: {width}x{height} simulated rear camera at {fps:g} fps, one thread, ORT 1 thread, "
-            f"text detector at {lane.detector_max_side} px",
+            f"text detector at {lane.detector_max_side} px ({lane.detector})",
             f"frames: {lane.idle + lane.busy} ({lane.busy} with a vehicle in view, {lane.idle} idle)",
             f"motion region: {100 * statistics.fmean(lane.region_share or [1.0]):.0f} % of the frame on average", "",
             f"{'stage':32s} {'mean ms':>9s} {'p95 ms':>9s} {'calls':>6s}"]
@@ -147,6 +157,8 @@ def _report(lane: _Pass, whole: _Pass, fps: float, width: int, height: int) -> s
         rows.append(f"{stage:32s} {mean:9.1f} {p95:9.1f} {len(times.get(stage, [])):6d}")
     busy_ms, busy_p95 = _ms(lane.busy_total)
     whole_ms, whole_p95 = _ms(whole.busy_total)
+    alt_ms, alt_p95 = _ms(alt.busy_total)
+    alt_det_ms = _ms(alt.times.get("text detection", []))[0]
     idle_ms = _ms(times["decode"])[0] + _ms(times["motion gate"])[0]
     analysed_fps = 1000.0 / busy_ms if busy_ms else 0.0
     whole_fps = 1000.0 / whole_ms if whole_ms else 0.0
@@ -157,8 +169,11 @@ def _report(lane: _Pass, whole: _Pass, fps: float, width: int, height: int) -> s
         "",
         f"{'vehicle in view, lane path':32s} {busy_ms:9.1f} {busy_p95:9.1f} {len(lane.busy_total):6d}",
         f"{'baseline: whole frame, no skips':32s} {whole_ms:9.1f} {whole_p95:9.1f} {len(whole.busy_total):6d}",
+        f"{'other detector: ' + alt.detector:32s} {alt_ms:9.1f} {alt_p95:9.1f} {len(alt.busy_total):6d}"
+        f"   (its text detection {alt_det_ms:.1f} ms; lane path otherwise the same)",
         f"analysed fps on one core (vehicle in view): {analysed_fps:.2f}  (target >= 5; "
-        f"whole-frame baseline {whole_fps:.2f}, ratio {analysed_fps / whole_fps if whole_fps else 0:.2f}x)",
+        f"whole-frame baseline {whole_fps:.2f}, ratio {analysed_fps / whole_fps if whole_fps else 0:.2f}x; "
+        f"with {alt.detector}: {1000.0 / alt_ms if alt_ms else 0:.2f})",
         f"idle lane: {idle_ms:.1f} ms per frame = {100 * idle_share:.1f} % of one core at {fps:g} fps "
         f"(target < 5 %)",
         f"baseline without motion gate, idle lane: {100 * baseline_idle_share:.1f} % of one core "

@@ -120,9 +120,11 @@ def score(truth: dict[str, Any], crossings: list[tuple[Crossing, Verdict]]) -> d
     return t
 
 
-def _replay_config(sim_dir: Path, work: Path) -> AppConfig:
+def _replay_config(sim_dir: Path, work: Path, detector: str | None = None) -> AppConfig:
     cfg = load_config(sim_dir / "lane.yaml")
     data = cfg.model_dump()
+    if detector is not None:
+        data["analyzers"]["ocr_detector"] = detector
     for lane in data["lanes"]:
         for src in lane["sources"]:
             if src["type"] == "video_file":
@@ -134,10 +136,13 @@ def _replay_config(sim_dir: Path, work: Path) -> AppConfig:
     return AppConfig.model_validate(data)
 
 
-def replay(sim_dir: Path, workers: int = 2) -> tuple[list[tuple[Crossing, Verdict]], float, int]:
-    """Run the lane of ``sim_dir`` from its files; returns (crossings, seconds, analysed frames)."""
+def replay(
+    sim_dir: Path, workers: int = 2, detector: str | None = None
+) -> tuple[list[tuple[Crossing, Verdict]], float, int]:
+    """Run the lane of ``sim_dir`` from its files; returns (crossings, seconds, analysed frames).
+    ``detector``: another text detector from the model store than the config's."""
     with tempfile.TemporaryDirectory(prefix="eval-sim-") as tmp:
-        cfg = _replay_config(sim_dir, Path(tmp))
+        cfg = _replay_config(sim_dir, Path(tmp), detector)
         store = Store(cfg.storage.path, cfg.storage.evidence_dir)
         manifest = ManifestIndex(load_manifest_file(cfg.manifest.file)) if cfg.manifest.file else ManifestIndex()
         analyzer = FrameAnalyzer(Readers.from_config(cfg), store, cfg.analyzers.plates.detector_max_side)
@@ -152,7 +157,9 @@ def replay(sim_dir: Path, workers: int = 2) -> tuple[list[tuple[Crossing, Verdic
     return results, elapsed, analysed
 
 
-def evaluate_sim(data: Path | None, vehicles: int = 200, seed: int = 2026, workers: int = 2) -> EvalReport:
+def evaluate_sim(
+    data: Path | None, vehicles: int = 200, seed: int = 2026, workers: int = 2, detector: str | None = None
+) -> EvalReport:
     """Score the lane on ``data`` (a simulated lane folder), rendering one first if none is given."""
     if data is None:
         from appliance.sim import simulate
@@ -162,7 +169,7 @@ def evaluate_sim(data: Path | None, vehicles: int = 200, seed: int = 2026, worke
             log.info("rendering %d simulated vehicles (seed %d) into %s", vehicles, seed, data)
             simulate(data, vehicles, seed, gap_s=DEMO_GAP_S, overwrite=True)
     truth = json.loads((data / "truth.json").read_text(encoding="utf-8"))
-    crossings, elapsed, _ = replay(data, workers=workers)
+    crossings, elapsed, _ = replay(data, workers=workers, detector=detector)
     tallies = score(truth, crossings)
     n = len(truth["vehicles"])
     always_clear = sum(v["expected_verdict"] == "CLEAR" for v in truth["vehicles"]) / max(n, 1)
@@ -174,6 +181,7 @@ def evaluate_sim(data: Path | None, vehicles: int = 200, seed: int = 2026, worke
     ]
     notes = [
         f"{n} vehicles, {len(crossings)} crossings closed, replay took {elapsed:.1f} s with {workers} worker(s)",
+        f"text detector: {detector or 'the config default'}",
         "score = verdict equal to ground truth; groups hold every other field",
         "baseline always_clear = share of vehicles whose true verdict is CLEAR (a lane that reads nothing useful "
         "and clears everything)",

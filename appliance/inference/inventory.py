@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.inference.session import OnnxModel
+from appliance.inference.slots import ModelSlot
 
 _MAX_DEPTH = 5
 
@@ -21,6 +22,9 @@ def loaded_models(*roots: object) -> list[OnnxModel]:
     def walk(obj: object, depth: int) -> None:
         if isinstance(obj, OnnxModel):
             found.setdefault(id(obj), obj)
+            return
+        if isinstance(obj, ModelSlot):  # the model it serves now (not a shadow candidate)
+            found.setdefault(id(obj.active), obj.active)
             return
         if depth <= 0 or id(obj) in seen:
             return

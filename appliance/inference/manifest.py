@@ -36,6 +36,17 @@ class PackageSource(BaseModel):
     path: str = Field(description="Path of the .onnx file inside that package.")
 
 
+class GoldenSpec(BaseModel):
+    """Golden outputs shipped in the package's ``golden/`` folder and how closely the model must match them.
+
+    An output passes when ``|actual - expected| <= atol + rtol * |expected|`` element-wise.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    atol: float = Field(default=1e-3, ge=0, description="Absolute tolerance.")
+    rtol: float = Field(default=1e-3, ge=0, description="Tolerance relative to |expected|.")
+
+
 class ModelManifest(BaseModel):
     """The manifest.yaml of one model version."""
 
@@ -54,6 +65,15 @@ class ModelManifest(BaseModel):
     labels: list[str] = Field(default_factory=list)
     charset_metadata_key: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    eval_set: str | None = Field(
+        default=None,
+        description="Named evaluation set that `metrics` were measured on (metrics are compared only "
+        "between models measured on the same eval_set).",
+    )
+    golden: GoldenSpec | None = Field(
+        default=None,
+        description="Golden input/output cases in golden/case-NNN.npz that the model must reproduce on load.",
+    )
     training: dict[str, Any] = Field(default_factory=dict)
 
     def check_dtypes(self, where: Path) -> None:

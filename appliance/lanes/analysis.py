@@ -11,8 +11,9 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cv2
 import numpy as np
@@ -20,16 +21,19 @@ import numpy as np
 from appliance.analyzers.codes import CodeReader, CodeReaderConfig
 from appliance.analyzers.containers import ContainerReader, is_marking
 from appliance.analyzers.iso6346 import is_valid_size_type
-from appliance.analyzers.ocr import OcrEngine
+from appliance.analyzers.ocr import OcrEngine, TextDetector, TextRecognizer
 from appliance.analyzers.payloads import parse_declaration
 from appliance.analyzers.plates import PlateReader
 from appliance.analyzers.seals import SealReader
 from appliance.config import AppConfig
-from appliance.inference.store import ModelStore
+from appliance.inference.slots import ModelSlots
 from appliance.ingest.frames import Frame
 from appliance.lanes.assembly import Settled
 from appliance.reads import BBox, ContainerRead, FleetIdRead, Observation, PlateRead, Read, SealRead, TextLine
 from appliance.store.db import Store
+
+if TYPE_CHECKING:
+    from appliance.inference.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +65,17 @@ class Readers:
     containers: ContainerReader | None
     seals: SealReader | None
     codes: CodeReader | None
+    # The model slots the OCR engine runs on (hot swap, shadow, versions per frame); None: bare models.
+    models: ModelSlots | None = None
 
     @classmethod
-    def from_config(cls, config: AppConfig) -> Readers:
-        store = ModelStore(config.models.root) if config.models.root else ModelStore()
-        ocr = OcrEngine.from_store(store, intra_op_threads=config.analyzers.ocr_threads)
+    def from_config(cls, config: AppConfig, registry: ModelRegistry | None = None) -> Readers:
+        """The readers of ``config``; with a ``registry``, its active models serve (see inference/registry.py)."""
+        from appliance.inference.watcher import open_model_slots
+
         a = config.analyzers
+        slots = open_model_slots(config, registry)
+        ocr = OcrEngine(TextDetector(slots["text-detection"]), TextRecognizer(slots["text-recognition"]))
         codes = CodeReader(CodeReaderConfig(max_payload_bytes=a.codes.max_payload_bytes)) if a.codes.enabled else None
         return cls(
             ocr=ocr,
@@ -78,6 +87,7 @@ class Readers:
             if a.seals.enabled
             else None,
             codes=codes,
+            models=slots,
         )
 
 
@@ -198,14 +208,21 @@ class FrameAnalyzer:
     def analyze(
         self, role: str, frame: Frame, roi: BBox | None = None, settled: Settled | None = None
     ) -> list[Observation]:
+        """The observations of one frame; each records the model versions that made it (one model per task
+        for the whole frame, even when a model is swapped meanwhile)."""
+        slots = self.readers.models
+        scope: AbstractContextManager[dict[str, str]] = slots.frame() if slots is not None else nullcontext({})
+        with scope as used:
+            reads = self.reads_for(role, frame.image, roi=roi, settled=settled)
+        models = tuple(sorted(f"{task}/{label}" for task, label in used.items()))
         observations = []
-        for read in self.reads_for(role, frame.image, roi=roi, settled=settled):
+        for read in reads:
             sha = None
             if self.store is not None:
                 data = crop_jpeg(frame.image, getattr(read, "bbox", None))
                 if data is not None:
                     sha = self.store.put_evidence(data)
-            observations.append(Observation(frame.source_id, frame.ts, read, sha))
+            observations.append(Observation(frame.source_id, frame.ts, read, sha, models=models))
         return observations
 
 

@@ -47,6 +47,11 @@ class Crossing:
     declarations: tuple[str, ...] = ()
     observations: tuple[Observation, ...] = ()
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Sorted distinct ``task/name@version`` of the models that made the crossing's reads."""
+        return tuple(sorted({m for obs in self.observations for m in obs.models}))
+
     def summary(self) -> dict[str, Any]:
         """JSON-friendly view of the settled fields (no raw observations)."""
 
@@ -65,6 +70,7 @@ class Crossing:
             "size_types": list(self.size_types),
             "seal": {"present": self.seal.present, "serial": fr(self.seal.serial)},
             "declarations": list(self.declarations),
+            "models": list(self.models),
         }
 
 

@@ -13,8 +13,6 @@ The data schema is ``docs/schemas/verdict-event.v1.json``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
 import uuid
@@ -25,10 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from appliance import keys
 from appliance.errors import ApplianceError
+from appliance.keys import b64url as _b64
+from appliance.keys import key_id as key_id  # re-exported: receivers and tests import it from here
+from appliance.keys import unb64url as _unb64
+from appliance.keys import write_signing_key as write_signing_key
 from appliance.lanes.crossing import Crossing, FieldResult
 from appliance.verdicts.rules import Verdict
 
@@ -63,47 +65,9 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """Short, stable id of a public key: the first 16 hex digits of sha256 of its raw bytes."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
-    """An Ed25519 private key from a PEM (PKCS#8) file or a file of 32 raw bytes."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise EventError(f"{path}: cannot read the signing key: {exc}") from exc
-    if len(data) == 32:
-        return Ed25519PrivateKey.from_private_bytes(data)
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise EventError(f"{path}: not a PEM Ed25519 private key (or 32 raw bytes): {exc}") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise EventError(f"{path}: the signing key must be Ed25519, got {type(key).__name__}")
-    return key
-
-
-def write_signing_key(path: Path) -> Ed25519PublicKey:
-    """Generate a new key, write it as PEM (mode 0600) and return its public half."""
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600, exist_ok=False)
-    path.write_bytes(pem)
-    return key.public_key()
+    """An Ed25519 private key from a PEM (PKCS#8) file or a file of 32 raw bytes (see appliance.keys)."""
+    return keys.load_signing_key(path, EventError)
 
 
 def _read(value: FieldResult | None) -> dict[str, Any] | None:
@@ -156,8 +120,19 @@ def verdict_data(
             for r in verdict.reasons
         ],
         "evidence": sorted(evidence.values(), key=lambda e: e["sha256"]),
-        "model_versions": dict(sorted((model_versions or {}).items())),
+        "model_versions": dict(sorted((model_versions or _model_versions(crossing.models)).items())),
+        # Every model version whose reads made the crossing (a hot swap mid-passage lists both).
+        "models": list(crossing.models),
     }
+
+
+def _model_versions(models: tuple[str, ...]) -> dict[str, str]:
+    """Model name -> its version(s) (comma-separated when a swap happened mid-crossing), from ``task/name@v``."""
+    versions: dict[str, list[str]] = {}
+    for label in models:
+        name, _, version = label.rpartition("/")[2].partition("@")
+        versions.setdefault(name, []).append(version)
+    return {name: ",".join(v) for name, v in versions.items()}
 
 
 def sign_event(event: Mapping[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:

@@ -231,6 +231,46 @@ MIGRATIONS: list[str] = [
     + "".join(sql.format(c=_NEW_ROW) for sql in _SEARCH_KEY_SQL)
     + "END;\n"
     + "".join(sql.format(c="crossings AS c") for sql in _SEARCH_KEY_SQL),
+    # 6: model registry (appliance/inference/registry.py): per task the active model, the previous one (for
+    # rollback), an optional shadow candidate with its comparison stats, a generation counter the running
+    # appliance polls, and an append-only history of every change and refusal
+    """
+    CREATE TABLE model_registry (
+        task TEXT PRIMARY KEY,
+        active_name TEXT NOT NULL,
+        active_version TEXT NOT NULL,
+        active_sha256 TEXT NOT NULL,
+        previous_name TEXT,
+        previous_version TEXT,
+        previous_sha256 TEXT,
+        shadow_name TEXT,
+        shadow_version TEXT,
+        shadow_sha256 TEXT,
+        shadow_stats_json TEXT,
+        shadow_stats_at REAL,
+        generation INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE model_history (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        task TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('activate', 'rollback', 'shadow-start', 'shadow-stop', 'refused')),
+        name TEXT,
+        version TEXT,
+        sha256 TEXT,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        forced INTEGER NOT NULL DEFAULT 0,
+        generation INTEGER,
+        details_json TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX model_history_by_task ON model_history (task, id);
+    CREATE TRIGGER model_history_no_update BEFORE UPDATE ON model_history
+    BEGIN SELECT RAISE(ABORT, 'model_history is append-only'); END;
+    CREATE TRIGGER model_history_no_delete BEFORE DELETE ON model_history
+    BEGIN SELECT RAISE(ABORT, 'model_history is append-only'); END;
+    """,
 ]
 
 
@@ -288,6 +328,8 @@ def _observation_extras(obs: Observation) -> str | None:
     if getattr(read, "verified", True) is False:  # a container number no frame verified: the reviewer must see it
         extras["verified"] = False
     extras |= {f"extra.{k}": v for k, v in obs.extras.items()}
+    if obs.models:
+        extras["models"] = ", ".join(obs.models)
     return json.dumps(extras, ensure_ascii=False, default=list) if extras else None
 
 

@@ -5,7 +5,8 @@ evidence crops and the verdict's reasons; everyone logged in sees the lane statu
 (appliance/web/status.py). Text is Vietnamese by default (``?lang=en|zh``, gettext catalogues:
 appliance/web/i18n.py); dates and times are in the gate's time zone (appliance/web/localtime.py).
 Everything but ``/login`` and ``/static/`` needs a logged-in user (see appliance/web/auth.py for
-the login wall, CSRF and ``require_role``); ``/admin/users`` is for admins.
+the login wall, CSRF and ``require_role``); ``/admin/users`` is for admins, ``/models`` (the model
+registry: activate, roll back, shadow; appliance/web/models_page.py) for model engineers and admins.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -32,10 +33,14 @@ from appliance.web.admin import admin_router
 from appliance.web.auth import AuthMiddleware, AuthSettings, csrf_field, require_role, wants_json
 from appliance.web.i18n import LANGUAGES, translations, translator
 from appliance.web.login import login_router
+from appliance.web.models_page import models_router
 from appliance.web.review import review_router
 from appliance.web.search import search_router
 from appliance.web.security import SecurityHeaders, visible_controls
 from appliance.web.status import status_router
+
+if TYPE_CHECKING:
+    from appliance.inference.registry import ModelRegistry
 
 HERE = Path(__file__).parent
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -57,6 +62,8 @@ class WebServices:
     # The latest frame of each source, for the status page (None: no thumbnails).
     thumbnails: Thumbnails | None = None
     timezone: str = localtime.DEFAULT_TIMEZONE  # IANA zone every date and time is shown in (site.timezone)
+    # The model registry, for the model engineers' page /models (None: the page says it is not available here).
+    models: ModelRegistry | None = None
 
 
 def create_app(services: WebServices) -> FastAPI:
@@ -104,6 +111,7 @@ def create_app(services: WebServices) -> FastAPI:
     app.include_router(review_router(store, render, events, services.manifest))  # /, /crossings/{id}, decisions
     app.include_router(search_router(store, render))
     app.include_router(status_router(store, services.gate, services.status, services.thumbnails, render))
+    app.include_router(models_router(services.models, render))  # /models: model engineers and admins
 
     def check_decision(decision: str | None) -> str | None:
         if decision is not None and decision not in _DECISIONS:

@@ -14,32 +14,40 @@ from appliance.inference.manifest import load_manifest
 from appliance.inference.session import OnnxModel
 from appliance.inference.store import DEFAULT_ROOT, ModelStore, package_file
 
+PACKAGED = ("text-detection/ppocrv4-det", "text-recognition/ppocrv4-rec")
+
+
+def copy_packaged_manifests(root: Path) -> None:
+    """The manifests of the models that ship in a wheel, without their files (not yet prepared)."""
+    for rel in PACKAGED:
+        shutil.copytree(DEFAULT_ROOT / rel, root / rel, ignore=shutil.ignore_patterns("*.onnx"))
+
 
 @pytest.fixture()
 def store(tmp_path: Path) -> ModelStore:
-    shutil.copytree(DEFAULT_ROOT / "ocr", tmp_path / "ocr", ignore=shutil.ignore_patterns("*.onnx"))
+    copy_packaged_manifests(tmp_path)
     return ModelStore(tmp_path)
 
 
 def test_prepare_copies_the_packaged_model_and_it_runs(store: ModelStore) -> None:
-    ref = store.get("ocr", "ppocrv4-det")
+    ref = store.get("text-detection", "ppocrv4-det")
     assert not ref.file.exists()
     path = store.prepare(ref)
     assert path == ref.file and path.is_file()
-    model = store.open("ocr", "ppocrv4-det")
+    model = store.open("text-detection", "ppocrv4-det")
     assert model.providers[0] == "CPUExecutionProvider"
     out = model.run({"x": np.zeros((1, 3, 64, 64), np.float32)})
     assert out[0].shape == (1, 1, 64, 64)
 
 
 def test_missing_model_file_is_a_clear_error(store: ModelStore, tmp_path: Path) -> None:
-    ref = store.get("ocr", "ppocrv4-det")
+    ref = store.get("text-detection", "ppocrv4-det")
     with pytest.raises(ModelError, match=r"not found.*models prepare"):
         OnnxModel(tmp_path / "nothing.onnx", ref.manifest)
 
 
 def test_non_onnx_file_is_refused(store: ModelStore, tmp_path: Path) -> None:
-    ref = store.get("ocr", "ppocrv4-det")
+    ref = store.get("text-detection", "ppocrv4-det")
     bogus = tmp_path / "bogus.onnx"
     bogus.write_bytes(b"this is not a model")
     manifest = ref.manifest.model_copy(update={"sha256": __import__("hashlib").sha256(bogus.read_bytes()).hexdigest()})
@@ -48,17 +56,17 @@ def test_non_onnx_file_is_refused(store: ModelStore, tmp_path: Path) -> None:
 
 
 def test_corrupt_model_fails_the_hash_check(store: ModelStore) -> None:
-    ref = store.get("ocr", "ppocrv4-det")
+    ref = store.get("text-detection", "ppocrv4-det")
     path = store.prepare(ref)
     data = bytearray(path.read_bytes())
     data[1000] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="does not match the manifest"):
-        store.open("ocr", "ppocrv4-det")
+        store.open("text-detection", "ppocrv4-det")
 
 
 def test_manifest_that_lies_about_inputs_is_refused(store: ModelStore) -> None:
-    ref = store.get("ocr", "ppocrv4-rec")
+    ref = store.get("text-recognition", "ppocrv4-rec")
     src = package_file(ref)
     assert src is not None
     wrong = ref.manifest.model_copy(update={"inputs": [ref.manifest.inputs[0].model_copy(update={"name": "image"})]})
@@ -79,13 +87,13 @@ def test_bad_manifests(tmp_path: Path) -> None:
 
 def test_unknown_model_and_version(store: ModelStore) -> None:
     with pytest.raises(ModelError, match="no model"):
-        store.get("ocr", "nope")
+        store.get("text-detection", "nope")
     with pytest.raises(ModelError, match="version 7"):
-        store.get("ocr", "ppocrv4-det", "7")
+        store.get("text-detection", "ppocrv4-det", "7")
 
 
 def test_models_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    shutil.copytree(DEFAULT_ROOT / "ocr", tmp_path / "ocr", ignore=shutil.ignore_patterns("*.onnx"))
+    copy_packaged_manifests(tmp_path)
     assert main(["models", "list", "--root", str(tmp_path)]) == 0
     assert "not prepared" in capsys.readouterr().out
     assert main(["models", "prepare", "--root", str(tmp_path)]) == 0
