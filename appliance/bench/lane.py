@@ -169,7 +169,7 @@ def _report(lane: _Pass, whole: _Pass, alt: _Pass, fps: float, width: int, heigh
         "",
         f"{'vehicle in view, lane path':32s} {busy_ms:9.1f} {busy_p95:9.1f} {len(lane.busy_total):6d}",
         f"{'baseline: whole frame, no skips':32s} {whole_ms:9.1f} {whole_p95:9.1f} {len(whole.busy_total):6d}",
-        f"{'other detector: ' + alt.detector:32s} {alt_ms:9.1f} {alt_p95:9.1f} {len(alt.busy_total):6d}"
+        f"{'with ' + alt.detector:32s} {alt_ms:9.1f} {alt_p95:9.1f} {len(alt.busy_total):6d}"
         f"   (its text detection {alt_det_ms:.1f} ms; lane path otherwise the same)",
         f"analysed fps on one core (vehicle in view): {analysed_fps:.2f}  (target >= 5; "
         f"whole-frame baseline {whole_fps:.2f}, ratio {analysed_fps / whole_fps if whole_fps else 0:.2f}x; "
