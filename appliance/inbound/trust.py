@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from appliance import keys
 from appliance.errors import ConfigError
 from appliance.publish.events import EventError, key_id, verify_event
 
@@ -17,30 +17,18 @@ TrustedKeys = Mapping[str, Ed25519PublicKey]
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key from a PEM (SubjectPublicKeyInfo) file or a file of 32 raw bytes."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the trusted key: {exc}") from exc
-    if len(data) == 32:
-        return Ed25519PublicKey.from_public_bytes(data)
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a PEM Ed25519 public key (or 32 raw bytes): {exc}") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError(f"{path}: trusted keys must be Ed25519, got {type(key).__name__}")
-    return key
+    return keys.load_public_key(path, ConfigError)
 
 
 def load_trusted_keys(paths: Sequence[Path]) -> dict[str, Ed25519PublicKey]:
     """Key id -> key, for ``check_signature``."""
-    keys = [load_public_key(p) for p in paths]
-    return {key_id(k): k for k in keys}
+    loaded = [load_public_key(p) for p in paths]
+    return {key_id(k): k for k in loaded}
 
 
 def write_public_key(path: Path, key: Ed25519PublicKey) -> None:
     """PEM of a public key (what central hands to the boxes as a trusted key)."""
-    path.write_bytes(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    path.write_bytes(keys.public_key_pem(key))
 
 
 def check_signature(event: Mapping[str, Any], keys: TrustedKeys) -> str | None:

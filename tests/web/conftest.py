@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from appliance.lanes.crossing import Crossing, FieldResult, SealState
 from appliance.reads import BBox, Observation, PlateRead
@@ -110,6 +110,26 @@ def browser() -> Iterator[Browser]:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture()
+def page(browser: Browser) -> Iterator[Page]:
+    """A page that records script errors, console errors and warnings and CSP violations: the test
+    fails on any. A test that provokes one on purpose lists it in ``page.expected_console``."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    expected: list[str] = []
+    page.expected_console = expected  # type: ignore[attr-defined]
+    page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+
+    def console(msg: ConsoleMessage) -> None:
+        if msg.type in ("error", "warning") and not any(e in msg.text for e in expected):
+            problems.append(f"console {msg.type}: {msg.text}")
+
+    page.on("console", console)
+    yield page
+    page.close()
+    assert problems == []
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect
+from playwright.sync_api import Page, expect
 
 from appliance.lanes.thumbnails import Thumbnails
 from appliance.store.db import Store
@@ -18,23 +18,6 @@ from tests.web.auth_helpers import add_user
 from tests.web.conftest import free_port, serving
 from tests.web.test_browser import sign_in
 from tests.web.test_status import lane_status
-
-
-@pytest.fixture()
-def page(browser: Browser) -> Iterator[Page]:
-    """A page that records script errors, console errors and CSP violations: the test fails on any."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
-
-    def console(msg: ConsoleMessage) -> None:
-        if msg.type in ("error", "warning"):
-            problems.append(f"console {msg.type}: {msg.text}")
-
-    page.on("console", console)
-    yield page
-    page.close()
-    assert problems == []
 
 
 @pytest.fixture()

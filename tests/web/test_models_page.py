@@ -5,7 +5,6 @@ forced activation, rollback, shadow, CSRF, and one activation in a real headless
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect
+from playwright.sync_api import Page, expect
 
 from appliance.inference.registry import ModelRegistry
 from appliance.store.db import Store
@@ -204,23 +203,6 @@ def test_without_a_registry_the_page_says_so(store: Store) -> None:
 
 
 # --- a real browser ------------------------------------------------------------------------------------
-
-
-@pytest.fixture()
-def page(browser: Browser) -> Iterator[Page]:
-    """A page that records script errors, console errors and CSP violations: the test fails on any."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
-
-    def console(msg: ConsoleMessage) -> None:
-        if msg.type in ("error", "warning"):
-            problems.append(f"console {msg.type}: {msg.text}")
-
-    page.on("console", console)
-    yield page
-    page.close()
-    assert problems == []
 
 
 def test_engineer_activates_a_version_in_the_browser(page: Page, env: Env) -> None:
