@@ -1,4 +1,4 @@
-"""Command line: ``appliance run|demo|simulate|check-config|eval|bench|models|outbox|users|audit``."""
+"""Command line: ``appliance run|demo|simulate|check-config|eval|bench|models|training|train|outbox|users|audit``."""
 
 from __future__ import annotations
 
@@ -204,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.inference.models_cli import add_parsers as add_models_parsers  # models list|install|activate|...
 
     add_models_parsers(sub)
+
+    from appliance.training.cli import add_parsers as add_training_parsers  # training export
+
+    add_training_parsers(sub)
+    from appliance.training.train_cli import add_train_parsers  # train detector
+
+    add_train_parsers(sub)
 
     from appliance.users_cli import add_parsers as add_users_parsers  # users create-admin|list, audit verify
 

@@ -98,6 +98,13 @@ def _rec_height(manifest: ModelManifest) -> int:
     return height
 
 
+def _det_channels(manifest: ModelManifest) -> int:
+    """4 box coordinates (cx, cy, w, h) + one score per class of ``manifest.labels``."""
+    if not manifest.labels:
+        raise ModelError("an object-detection manifest must list its class names in labels")
+    return 4 + len(manifest.labels)
+
+
 CONTRACTS: dict[str, TaskContract] = {
     "text-detection": TaskContract(
         task="text-detection",
@@ -112,6 +119,14 @@ CONTRACTS: dict[str, TaskContract] = {
             TensorContract("line crops", "(N,3,preprocess.height,W)", rank=4, dims={1: 3, 2: _rec_height}),
         ),
         outputs=(TensorContract("per-step class scores", "(N,T,C)", rank=3),),
+    ),
+    "object-detection": TaskContract(
+        task="object-detection",
+        used_by="appliance train detector (YOLO, exported without NMS; candidates, no lane analyzer yet)",
+        inputs=(TensorContract("image batch", "(N,3,H,W)", rank=4, dims={1: 3}),),
+        outputs=(
+            TensorContract("box and class scores", "(N,4+len(labels),anchors)", rank=3, dims={1: _det_channels}),
+        ),
     ),
 }
 

@@ -75,6 +75,18 @@ def plate_size_mm(plate: Plate) -> tuple[float, float]:
         raise SimulationError(f"no plate geometry for {key}") from exc
 
 
+def plate_line_texts(plate: Plate) -> list[str]:
+    """The text of each line :func:`render_plate` draws, top first (the canonical text, no ``·``).
+
+    VN 2-line ``29C-123.45`` -> ``29C`` / ``123.45``; CN 2-line ``桂A1234挂`` -> ``桂A`` / ``1234挂``.
+    """
+    if plate.layout == "one_line":
+        return [plate.text]
+    if plate.country == "VN":
+        return plate.text.split("-", 1)
+    return [plate.text[:2], plate.text[2:]]
+
+
 def render_plate(plate: Plate, px_per_mm: float, *, dirt_seed: int | None = None) -> RenderedPlate:
     """Draw ``plate`` at ``px_per_mm``; ``dirt_seed`` adds reproducible dirt blotches."""
     if px_per_mm <= 0:
@@ -128,7 +140,7 @@ def _vietnamese(plate: Plate, r: float) -> tuple[U8, list[Box]]:
         box = _mm(r, 16, 14, w_mm - 32, 82)
         lines.append(draw_text(img, plate.text, box, BLACK, "latin_condensed_bold", fit="condense"))
     else:
-        top, bottom = plate.text.split("-", 1)
+        top, bottom = plate_line_texts(plate)
         _screws(img, r, (40.0, w_mm - 40.0), 44.0)
         lines.append(draw_text(img, top, _mm(r, 70, 11, w_mm - 140, 68), BLACK, "latin_condensed_bold", fit="condense"))
         lines.append(
@@ -173,7 +185,7 @@ def _chinese(plate: Plate, r: float) -> tuple[U8, list[Box]]:
         _frame(img, r, border, inset_mm=4.0, line_mm=2.0)
         _screws(img, r, (55.0, w_mm - 55.0), 45.0)
         top = [_cn_char(img, text[0], _mm(r, 110, 14, 80, 62), fg), _cn_char(img, text[1], _mm(r, 250, 14, 80, 62), fg)]
-        rest = text[2:]
+        rest = plate_line_texts(plate)[1]
         bottom = [_cn_char(img, ch, _mm(r, 27.5 + i * 80, 94, 65, 110), fg) for i, ch in enumerate(rest)]
         return img, [_union(top), _union(bottom)]
     eight = len(text) == 8

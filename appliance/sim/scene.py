@@ -255,11 +255,20 @@ class CameraRenderer:
         crop = noise[oy : oy + self.height, ox : ox + self.width]
         return np.asarray(cv2.addWeighted(frame, gain, crop, k, -128.0 * k), np.uint8)
 
-    def _composite(self, frame: U8, vehicle: Vehicle, prepared: PreparedFace, progress: float) -> None:
+    def quad(self, vehicle: Vehicle, prepared: PreparedFace, progress: float) -> np.ndarray:
+        """Screen corners (TL, TR, BR, BL) of ``prepared``'s face ``progress`` through the passage.
+
+        The corners of the face image (all pyramid levels) land there; ground-truth boxes
+        (appliance/sim/annotate.py) use the same quad, so they are where the pixels are.
+        """
         s = scale_at(self.camera, progress, self.height)
-        quad = face_quad(
+        return face_quad(
             self.camera, vehicle, s, self.width, self.height, prepared.width_mm, prepared.height_mm, progress
         )
+
+    def _composite(self, frame: U8, vehicle: Vehicle, prepared: PreparedFace, progress: float) -> None:
+        s = scale_at(self.camera, progress, self.height)
+        quad = self.quad(vehicle, prepared, progress)
         # Finest pyramid level not more than 2x the scale we need (less aliasing).
         level = 0
         while level + 1 < len(prepared.levels) and prepared.px_per_mm / 2 ** (level + 1) >= s:

@@ -122,6 +122,11 @@ def seal_module_px(px_per_mm: float, near_scale_px_per_mm: float, modules_wide: 
 
 def render_seal_tag(serial: str, symbology: str, module_px: int) -> U8:
     """A seal tag: white plastic label with the code of ``serial`` and the serial printed below."""
+    return _seal_tag(serial, symbology, module_px)[0]
+
+
+def _seal_tag(serial: str, symbology: str, module_px: int) -> tuple[U8, Box]:
+    """The seal tag and the box (tag pixels) of its printed serial."""
     if symbology == "QRCode":
         code = qr_image(serial, module_px)
     elif symbology == "Code128":
@@ -134,9 +139,11 @@ def render_seal_tag(serial: str, symbology: str, module_px: int) -> U8:
     pad = max(2, module_px)
     tag = np.full((ch + text_h + 3 * pad, cw + 2 * pad, 3), 250, np.uint8)
     tag[pad : pad + ch, pad : pad + cw] = code[..., None]
-    draw_text(tag, serial, (pad, pad + ch + pad // 2, cw, text_h), DARK, "latin_condensed_bold", fit="contain")
+    text_box = draw_text(
+        tag, serial, (pad, pad + ch + pad // 2, cw, text_h), DARK, "latin_condensed_bold", fit="contain"
+    )
     cv2.rectangle(tag, (0, 0), (tag.shape[1] - 1, tag.shape[0] - 1), (150, 150, 150), 1)
-    return tag
+    return tag, text_box
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -378,13 +385,14 @@ def _seal_and_tag(
     modules_wide, _ = code_size_modules(seal.serial, seal.symbology)
     if module_px is None:
         module_px = max(1, int(SEAL_TAG_MAX_WIDTH_MM * 0.35 * p.r / modules_wide))
-    tag = render_seal_tag(seal.serial, seal.symbology, module_px)
+    tag, (tx, ty, tw, th) = _seal_tag(seal.serial, seal.symbology, module_px)
     tag_w_mm = tag.shape[1] / p.r
     # The tag hangs from the seal's cable just below the handle.
     left = min(seal_x - 60, FACE_WIDTH_MM - 160 - tag_w_mm)
     box = p.paste_at(tag, left, handle_h - 300)
     p.line((seal_x, handle_h - 220), (left + tag_w_mm / 2, handle_h - 300), (60, 60, 60), 6)
     face.regions["seal_code"] = box
+    face.regions["seal_serial"] = (box[0] + tx, box[1] + ty, tw, th)  # the serial printed under the code
     face.protected.append((box, True))
 
 

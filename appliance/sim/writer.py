@@ -4,6 +4,7 @@ Layout (docs/SIMULATOR.md)::
 
     DIR/truth.json  DIR/manifest.json  DIR/lane.yaml
     DIR/cameras/front.mp4  DIR/cameras/rear.mp4
+    DIR/annotations/front.jsonl  DIR/annotations/rear.jsonl   (per-frame ground-truth boxes)
     DIR/kiosk/<epoch ms>_<vehicle id>.png
 
 Video codec: MPEG-4 Part 2 (``mp4v``) in ``.mp4`` through OpenCV's FFmpeg backend. Measured
@@ -27,6 +28,7 @@ import cv2
 import yaml
 
 from appliance.errors import SimulationError
+from appliance.sim.annotate import frame_objects
 from appliance.sim.kiosk import render_kiosk
 from appliance.sim.model import CAMERAS, Camera, Light, Vehicle, Weather
 from appliance.sim.scene import CameraRenderer, PreparedFace, prepare_face
@@ -43,6 +45,14 @@ def video_path(out_dir: Path, camera: Camera) -> Path:
     return out_dir / "cameras" / f"{camera}{VIDEO_SUFFIX}"
 
 
+def annotations_path(out_dir: Path, camera: Camera) -> Path:
+    """Per-frame boxes of ``camera``: one JSON line per frame with a vehicle in view.
+
+    Not under ``cameras/``: what globs ``cameras/<camera>.*`` for the video must find only the video.
+    """
+    return out_dir / "annotations" / f"{camera}.jsonl"
+
+
 def kiosk_path(out_dir: Path, vehicle: Vehicle) -> Path:
     return out_dir / "kiosk" / f"{vehicle.kiosk_ms}_{vehicle.id}.png"
 
@@ -51,6 +61,7 @@ def output_paths(out_dir: Path, plan: LanePlan) -> list[Path]:
     """Every file a run writes into ``out_dir``."""
     paths = [out_dir / "truth.json", out_dir / "manifest.json", out_dir / "lane.yaml"]
     paths += [video_path(out_dir, c) for c in CAMERAS]
+    paths += [annotations_path(out_dir, c) for c in CAMERAS]
     paths += [kiosk_path(out_dir, v) for v in plan.vehicles if v.kiosk_ms is not None]
     return paths
 
@@ -132,8 +143,13 @@ def render_camera(
     *,
     face_lock: threading.Lock | None = None,
     on_frame: Callable[[], None] | None = None,
+    annotations: Path | None = None,
 ) -> int:
-    """Render and encode every frame of ``camera``; returns the number of frames written."""
+    """Render and encode every frame of ``camera``; returns the number of frames written.
+
+    ``annotations``: also write the frame's ground-truth boxes there (appliance/sim/annotate.py),
+    one JSON line per frame with a vehicle in view (frames not listed show the empty lane).
+    """
     width, height = plan.width, plan.height
     renderer = CameraRenderer(camera, width, height, plan.seed)
     writer = open_video(path, plan.fps, width, height)
@@ -142,7 +158,11 @@ def render_camera(
     vi = 0
     prepared: PreparedFace | None = None
     prepared_id: str | None = None
+    boxes = None
     try:
+        if annotations is not None:
+            annotations.parent.mkdir(parents=True, exist_ok=True)
+            boxes = annotations.open("w", encoding="utf-8")
         for f in range(plan.frames):
             while vi < len(vehicles) and vehicles[vi].exit_frame < f:
                 vi += 1
@@ -157,6 +177,11 @@ def render_camera(
                 progress = (f - current.enter_frame) / max(1, current.exit_frame - current.enter_frame)
                 c = current.conditions
                 image = renderer.frame(f, t, c.light, c.weather, current, prepared, progress)
+                if boxes is not None and prepared is not None:
+                    quad = renderer.quad(current, prepared, progress)
+                    objects = frame_objects(current, camera, prepared, quad, width, height)
+                    doc = {"frame": f, "vehicle": current.id, "blur_px": c.blur_px, "objects": objects}
+                    boxes.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n")
             else:
                 prev = vehicles[vi - 1] if vi > 0 else None
                 light, weather, fade = _idle_look(f, prev, nxt)
@@ -166,6 +191,8 @@ def render_camera(
                 on_frame()
     finally:
         writer.release()
+        if boxes is not None:
+            boxes.close()
     return plan.frames
 
 
@@ -211,7 +238,11 @@ def write_lane(
 
     videos = {c: video_path(out_dir, c) for c in cameras}
     with ThreadPoolExecutor(max_workers=len(cameras), thread_name_prefix="sim-camera") as pool:
-        futures = [pool.submit(render_camera, plan, c, videos[c], face_lock=face_lock, on_frame=tick) for c in cameras]
+        futures = [
+            pool.submit(render_camera, plan, c, videos[c], face_lock=face_lock, on_frame=tick,
+                        annotations=annotations_path(out_dir, c))
+            for c in cameras
+        ]  # fmt: skip
         for future in futures:
             future.result()
     return {"videos": videos, "kiosk": kiosk}

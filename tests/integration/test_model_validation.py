@@ -355,7 +355,8 @@ def test_unknown_task_lists_the_known_ones(package: Path, policy: ValidationPoli
     set_manifest(package, task="face-embedding")
     sign_package(package, keys["private"])  # a trusted builder signed a bad model
     refused(package, policy, "contract",
-            "no I/O contract for task 'face-embedding'; known tasks: text-detection, text-recognition")
+            "no I/O contract for task 'face-embedding'; "
+            "known tasks: object-detection, text-detection, text-recognition")
 
 
 def test_check_contract_directly() -> None:

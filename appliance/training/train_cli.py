@@ -1,0 +1,93 @@
+"""``appliance train detector ...``: train a YOLO detector on an exported dataset and install it as a candidate.
+
+    appliance train detector --data DIR/data.yaml [--name lane-objects] [--epochs 30] [--imgsz 320]
+        [--batch 16] [--seed 0] [--model yolov8n.yaml|PATH] [--config FILE] [--key PEM] [--root STORE]
+        [--work DIR]
+
+``add_train_parsers(sub)`` adds the ``train`` command (wired in by appliance/cli.py). Needs the
+``train`` extra (torch, ultralytics); nothing here imports them until the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from appliance.inference.store import ModelStore
+from appliance.inference.validation import ValidationPolicy
+
+
+def _store_and_policy(args: argparse.Namespace) -> tuple[ModelStore, ValidationPolicy | None]:
+    """--root, else models.root of --config, else the project's models/; the config's validation policy
+    (None without --config: unsigned packages allowed, as in development)."""
+    if not args.config:
+        return (ModelStore(Path(args.root)) if args.root else ModelStore()), None
+    from appliance.config import load_config
+    from appliance.inference.validation import validation_policy
+
+    config = load_config(Path(args.config))
+    root = args.root or config.models.root
+    return (ModelStore(Path(root)) if root else ModelStore()), validation_policy(config)
+
+
+def cmd_train_detector(args: argparse.Namespace) -> int:
+    from appliance.training.train_detector import train_detector
+
+    store, policy = _store_and_policy(args)
+    ref = train_detector(
+        Path(args.data),
+        store,
+        name=args.name,
+        model_yaml=args.model,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        seed=args.seed,
+        device=args.device,
+        policy=policy,
+        key=Path(args.key) if args.key else None,
+        work_dir=Path(args.work) if args.work else None,
+    )
+    print(
+        f"installed {ref.task}/{ref.name} v{ref.version}  {ref.folder}  "
+        f"(a candidate, not activated; `appliance models verify {ref.folder}` checks it again)"
+    )
+    return 0
+
+
+def add_train_parsers(sub: argparse._SubParsersAction) -> None:
+    """The ``train`` command and its sub-commands (today: ``detector``)."""
+    train = sub.add_parser("train", help="train a model on an exported dataset (needs the train extra)")
+    tsub = train.add_subparsers(dest="train_command", required=True, metavar="COMMAND")
+    p = tsub.add_parser(
+        "detector",
+        help="train a YOLO detector with ultralytics (CPU), export ONNX, install it as a candidate",
+        description="Train, validate (mAP50, mAP50-95, precision, recall on the val split), export ONNX, write "
+        "golden cases and install the result as the next version of object-detection/NAME in the store. "
+        "It is not activated. The model is AGPL-3.0 (ultralytics).",
+    )
+    p.add_argument("--data", required=True, help="the dataset's data.yaml (from `appliance training export`)")
+    p.add_argument("--name", default="lane-objects", help="model name in the store (default: lane-objects)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
+    p.add_argument("--imgsz", type=int, default=320, help="square input size, a multiple of 32 (default: 320)")
+    p.add_argument("--batch", type=int, default=16, help="batch size (default: 16)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--model",
+        default="yolov8n.yaml",
+        help="architecture yaml trained from scratch (default: yolov8n.yaml) or a local .pt checkpoint; "
+        "nothing is downloaded",
+    )
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu; e.g. 0 for the first GPU)")
+    p.add_argument(
+        "--config",
+        help="validate the package with this config's models.trusted_keys / allow_unsigned "
+        "and install into its models.root (default: unsigned allowed, the project's models/)",
+    )
+    p.add_argument("--key", help="sign the package with this Ed25519 private key (PEM) before installing")
+    p.add_argument("--root", help="model store folder (default: models.root of --config, else the project's models/)")
+    p.add_argument(
+        "--work",
+        help="keep ultralytics' run (weights, results.csv) and the package here (default: a temporary folder, removed)",
+    )
+    p.set_defaults(func=cmd_train_detector)
