@@ -4,6 +4,7 @@
 #   make test   - set up and run the test suite
 VENV := .venv
 STAMP := $(VENV)/.setup-done
+TRAIN_STAMP := $(VENV)/.train-done
 export ORT_DISABLE_TELEMETRY := 1
 export YOLO_OFFLINE := 1
 
@@ -13,12 +14,17 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The tests also train a tiny detector: they need the train extra (torch, ultralytics); the demo does not.
+$(TRAIN_STAMP): $(STAMP)
+	EXTRAS=dev,train bash scripts/setup.sh
+	touch $(TRAIN_STAMP)
+
+setup: $(TRAIN_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/appliance demo --workdir var/demo
 
-test: $(STAMP)
+test: $(TRAIN_STAMP)
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)

@@ -28,9 +28,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# train: torch, torchvision, ultralytics, onnxslim for `appliance train detector` and its test (about 2 min and
-# 6 GB more, mostly torch's CUDA libraries; the runtime never imports them). torch and torchvision are pinned
-# together in pyproject.toml: installing ultralytics alone would swap torch for another build.
-.venv/bin/python -m pip install -q -e ".[dev,train]"
+# EXTRAS: "dev" (default: the runtime and the dev tools, what `make demo` needs) or "dev,train" (`make test`
+# and `appliance train`: torch, torchvision, ultralytics, onnxslim; about 2 min and 6 GB more, mostly torch's
+# CUDA libraries; the appliance never imports them). torch and torchvision are pinned together in
+# pyproject.toml: installing ultralytics alone would swap torch for another build.
+EXTRAS=${EXTRAS:-dev}
+.venv/bin/python -m pip install -q -e ".[$EXTRAS]"
 .venv/bin/appliance --log-level WARNING models prepare
 echo "setup: ready (.venv)"
