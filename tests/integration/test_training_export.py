@@ -303,7 +303,7 @@ def test_simulator_annotations_are_deterministic(tmp_path: Path) -> None:
 def test_refuses_evaluation_data(sim: Path, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "data"
     # This checkout's ../shared/eval: refused from the path alone, before anything under it is opened.
-    assert (ROOT.parent / "shared" / "eval").resolve() == SHARED_EVAL
+    assert (ROOT.parent / "shared" / "eval").resolve() == SHARED_EVAL.resolve()
     for args in (["--sim", str(ROOT / ".." / "shared" / "eval" / "lane")],
                  ["--sim", str(sim), "--config", str(ROOT.parent / "shared" / "eval" / "lane.yaml")]):
         assert main(["training", "export", *args, "--out", str(target)]) == 2
