@@ -16,7 +16,7 @@ import sqlite3
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,23 @@ class Decision:
     reason: str
     evidence_sha256: str | None
     event_id: str
+
+
+def corrections(history: Iterable[Decision]) -> dict[str, dict[str | None, str]]:
+    """Per field, old value -> the value it was finally corrected to (chains followed: a->b then b->c
+    gives a->c)."""
+    out: dict[str, dict[str | None, str]] = {}
+    for d in history:
+        if d.action != "correct" or d.field is None or d.new_value is None:
+            continue
+        mapping = out.setdefault(d.field, {})
+        chained = False
+        for old, new in list(mapping.items()):
+            if new == d.old_value:
+                mapping[old], chained = d.new_value, True
+        if not chained:
+            mapping[d.old_value] = d.new_value
+    return out
 
 
 def _has_control(text: str) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +28,7 @@ import cv2
 
 from appliance.store import decisions
 from appliance.store.db import Store
-from appliance.store.decisions import Decision
+from appliance.store.decisions import corrections
 from appliance.training.dataset import DatasetWriter, crop_with_margin, valid_text
 from appliance.verdicts.manifest import plate_key
 from appliance.web.crops import box_in_crop
@@ -85,22 +84,6 @@ class StoreStats:
     unusable_text: int = 0
     ambiguous_reads: int = 0
     crops: list[StoreCrop] = field(default_factory=list)
-
-
-def corrections(history: Iterable[Decision]) -> dict[str, dict[str | None, str]]:
-    """Per field, old value -> the value it was finally corrected to (chains followed)."""
-    out: dict[str, dict[str | None, str]] = {}
-    for d in history:
-        if d.action != "correct" or d.field is None or d.new_value is None:
-            continue
-        mapping = out.setdefault(d.field, {})
-        chained = False
-        for old, new in list(mapping.items()):
-            if new == d.old_value:
-                mapping[old], chained = d.new_value, True
-        if not chained:
-            mapping[d.old_value] = d.new_value
-    return out
 
 
 def _value(read: Any) -> str | None:

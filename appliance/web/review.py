@@ -119,7 +119,7 @@ def review_router(store: Store, render: Render, events: DecisionEventBuilder,
             raise HTTPException(404, f"no crossing {crossing_id!r}")
         field = old_value = evidence = None
         if action == "correct":
-            fixes = review_view.corrections(decisions.history(store, crossing_id))
+            fixes = decisions.corrections(decisions.history(store, crossing_id))
             chosen = {tg.value: tg for tg in review_view.targets(q, fixes)}.get(target)
             if chosen is not None:
                 field, old_value, evidence = chosen.field, chosen.old_value, chosen.evidence

@@ -15,7 +15,7 @@ from dataclasses import field as dc_field
 from typing import Any
 
 from appliance.store.db import Store
-from appliance.store.decisions import Decision
+from appliance.store.decisions import Decision, corrections
 from appliance.store.review_queue import QueueRow
 from appliance.verdicts.manifest import ManifestEntry, ManifestIndex, plate_key
 from appliance.web import localtime
@@ -188,22 +188,6 @@ def expected_values(row: QueueRow, reasons: list[dict[str, Any]], manifest: Mani
     if row.declaration:
         found["declaration"] = [row.declaration]
     return found, ("reasons" if found else None)
-
-
-def corrections(history: Iterable[Decision]) -> dict[str, dict[str | None, str]]:
-    """Per field, old value -> the value it was corrected to (chains followed: a->b then b->c gives a->c)."""
-    out: dict[str, dict[str | None, str]] = {}
-    for d in history:
-        if d.action != "correct" or d.field is None or d.new_value is None:
-            continue
-        mapping = out.setdefault(d.field, {})
-        chained = False
-        for old, new in list(mapping.items()):
-            if new == d.old_value:
-                mapping[old], chained = d.new_value, True
-        if not chained:
-            mapping[d.old_value] = d.new_value
-    return out
 
 
 def _status(read: str | None, expected: list[str], have_expected: bool) -> str:
