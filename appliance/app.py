@@ -77,7 +77,7 @@ def init_services(config: AppConfig) -> Services:
     from appliance.inbound.setup import load_inbound_state
     from appliance.inference.inventory import model_status
     from appliance.inference.registry import ModelRegistry
-    from appliance.inference.session import SessionOptions
+    from appliance.inference.validation import session_options
     from appliance.inference.watcher import ModelWatcher
 
     store = init_store(config)
@@ -95,8 +95,7 @@ def init_services(config: AppConfig) -> Services:
         m = config.models
         watcher = ModelWatcher(registry, readers.models, interval_s=m.watch_interval_s, shadow_every=m.shadow_every,
                                shadow_queue=m.shadow_queue,
-                               options=SessionOptions(intra_op_threads=config.analyzers.ocr_threads),
-                               on_change=refresh_models)
+                               options=session_options(config), on_change=refresh_models)
     return Services(config, store, manifest, analyzer, status=status, watchlist=watchlist, registry=registry,
                     watcher=watcher)
 

@@ -218,6 +218,9 @@ class WebConfig(Strict):
     )
 
 
+ExecutionProvider = Literal["TensorrtExecutionProvider", "CUDAExecutionProvider", "OpenVINOExecutionProvider",
+                           "CPUExecutionProvider"]
+
 # The project's release key: it signs the model packages committed under models/ (the private half is
 # kept by the release maintainers, never in the repository). A site that signs its own models lists its
 # own keys in models.trusted_keys, and keeps this one there only if it also runs the project's models.
@@ -239,6 +242,17 @@ class ModelsConfig(Strict):
         default=False,
         description="Accept model packages without a signature.json. Development only: production boxes sign "
         "their models. A package that has a signature must verify even when this is true.",
+    )
+    providers: list[ExecutionProvider] = Field(
+        default_factory=lambda: list[ExecutionProvider](["CPUExecutionProvider"]), min_length=1,
+        description="ONNX Runtime execution providers, in order of preference (CUDA, TensorRT and OpenVINO need "
+        "the matching onnxruntime build). The provider each model really runs on is logged and shown on the "
+        "status page.",
+    )
+    require_accelerator: bool = Field(
+        default=False,
+        description="Refuse to load a model when the first provider in `providers` is not the one ONNX Runtime "
+        "really runs it on (no silent fall-back to the CPU); false: fall back with a WARNING.",
     )
     regression_margin: float = Field(
         default=0.01, ge=0, le=1,

@@ -62,12 +62,23 @@ class ValidatedModel:
     checks: list[str]
 
 
+def session_options(config: AppConfig) -> SessionOptions:
+    """How the appliance runs its models: ``models.providers`` in order, ``models.require_accelerator``
+    (no silent fall-back), ``analyzers.ocr_threads`` CPU threads per model."""
+    return SessionOptions(
+        providers=tuple(config.models.providers),
+        intra_op_threads=config.analyzers.ocr_threads,
+        allow_cpu_fallback=not config.models.require_accelerator,
+    )
+
+
 def validation_policy(config: AppConfig) -> ValidationPolicy:
-    """The policy of a running appliance: ``models.trusted_keys`` / ``models.allow_unsigned``."""
+    """The policy of a running appliance: ``models.trusted_keys`` / ``models.allow_unsigned``, and
+    the session options of ``session_options``."""
     return ValidationPolicy(
         trusted_keys=tuple(config.models.trusted_keys),
         allow_unsigned=config.models.allow_unsigned,
-        options=SessionOptions(intra_op_threads=config.analyzers.ocr_threads),
+        options=session_options(config),
     )
 
 

@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from appliance.errors import ModelError
@@ -172,8 +171,8 @@ def open_model_slots(config: AppConfig, registry: ModelRegistry | None = None,
     the config's choice serves instead."""
     store = store or (registry.models if registry is not None else
                       ModelStore(config.models.root) if config.models.root else ModelStore())
-    options = SessionOptions(intra_op_threads=config.analyzers.ocr_threads)
-    policy = replace(validation_policy(config), options=options)
+    policy = validation_policy(config)
+    options = policy.options
     slots = []
     for task, field in TASK_CONFIG_FIELDS.items():
         name = str(getattr(config.analyzers, field))
