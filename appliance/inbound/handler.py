@@ -191,12 +191,16 @@ class InboundHandler:
         # Keep the first bytes only of manifest messages that do not mention persons (not even
         # behind a JSON escape): a watchlist payload may hold a document number in clear.
         safe = topic == self.manifest_topic and b"person" not in payload and b"\\u" not in payload
+        try:
+            kept = self.repo.dead_letter(topic, reason, len(payload), hashlib.sha256(payload).hexdigest(),
+                                         payload if safe else None, self.clock())
+        except Exception:
+            log.exception("inbound: cannot write the dead letter (reason: %s)", reason)
+            kept = True
+        if not kept:  # the broker redelivered a message already refused and kept
+            self.stats["duplicates"] += 1
+            return Outcome("duplicate", reason)
         log.warning("inbound: dead-lettered a %d-byte message on %s: %s", len(payload), topic, reason)
         self.stats["dead_letters"] += 1
         self.stats["last_dead_letter"] = reason
-        try:
-            self.repo.dead_letter(topic, reason, len(payload), hashlib.sha256(payload).hexdigest(),
-                                  payload if safe else None, self.clock())
-        except Exception:
-            log.exception("inbound: cannot write the dead letter (reason: %s)", reason)
         return Outcome("dead_letter", reason)

@@ -111,14 +111,19 @@ class InboundRepo:
 
     def dead_letter(
         self, topic: str, reason: str, size: int, sha256: str, head: bytes | None, now: float
-    ) -> None:
+    ) -> bool:
+        """Keep a refused message; False when the same payload on the same topic is already kept (the
+        broker redelivers an unacknowledged QoS 1 message after a reconnect: one dead letter is enough)."""
         text = head[:HEAD_BYTES].decode("utf-8", "replace") if head is not None else None
+        topic = topic[:256]
         with self.store.transaction() as conn:
-            conn.execute(
+            cur = conn.execute(
                 "INSERT INTO dead_letters (received_at, topic, reason, payload_bytes, payload_sha256, payload_head) "
-                "VALUES (?,?,?,?,?,?)",
-                (now, topic[:256], reason[:1000], size, sha256, text),
+                "SELECT ?,?,?,?,?,? WHERE NOT EXISTS "
+                "(SELECT 1 FROM dead_letters WHERE topic = ? AND payload_sha256 = ?)",
+                (now, topic, reason[:1000], size, sha256, text, topic, sha256),
             )
+            return cur.rowcount == 1
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters first."""

@@ -170,6 +170,15 @@ def test_a_duplicate_id_is_applied_once(box: Box) -> None:
     assert box.status["inbound"] == {"applied": 2, "duplicates": 1, "dead_letters": 0, "last_dead_letter": None}
 
 
+def test_a_redelivered_bad_message_is_dead_lettered_once(box: Box) -> None:
+    """The broker redelivers an unacknowledged QoS 1 message after a reconnect: one dead letter."""
+    assert box.handler.handle(WT, b'{"person": "0790').status == "dead_letter"
+    assert box.handler.handle(WT, b'{"person": "0790').status == "duplicate"
+    assert box.handler.handle(MT, b'{"person": "0790').status == "dead_letter"  # another topic: its own letter
+    assert len(InboundRepo(box.store).dead_letters()) == 2
+    assert box.status["inbound"]["dead_letters"] == 2 and box.status["inbound"]["duplicates"] == 1
+
+
 def test_an_entry_replaces_the_entry_of_the_same_declaration(box: Box) -> None:
     box.handler.handle(MT, raw(manifest("m-1")))
     box.handler.handle(MT, raw(manifest("m-2", entries=[{**ENTRY, "tractor_plate": "12C-555.55"}])))
