@@ -70,7 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from appliance.eval.sim import evaluate_sim
 
         report = evaluate_sim(data, vehicles=args.vehicles, seed=args.seed, workers=args.workers,
-                              detector=args.detector)
+                              detector=args.detector, detector_side=args.detector_side)
     else:
         if data is None:
             raise ApplianceError(f"eval {args.task} needs --data DIR (e.g. ../shared/eval/{args.task})")
@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="sim: analysis threads")
     p.add_argument("--detector", help="sim: text detector from the model store (default: the config's), "
                    "e.g. ppocrv4-det-int8")
+    p.add_argument("--detector-side", type=int, help="sim: text detector input size in px (default: the config's)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="speed and memory benchmarks")

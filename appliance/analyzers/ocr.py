@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -20,6 +21,9 @@ from appliance.errors import FrameError, ModelError
 from appliance.inference.slots import InferenceModel
 from appliance.inference.store import ModelStore
 from appliance.reads import BBox, TextLine
+
+if TYPE_CHECKING:
+    from appliance.analyzers.line_memory import MemoryLink
 
 log = logging.getLogger(__name__)
 
@@ -236,22 +240,27 @@ class TextRecognizer:
         return [r for r in results if r is not None]
 
     def _decode(self, probs: np.ndarray, charset: list[str]) -> Recognition:
+        """Greedy CTC decoding: a character wherever the best class is not blank and not a repeat
+        of the step before; with it, the ``top_k`` classes of that step (blank left out)."""
         best = probs.argmax(axis=1)
-        chars: list[str] = []
-        confs: list[float] = []
-        alts: list[tuple[tuple[str, float], ...]] = []
-        previous = -1
-        for t, cls in enumerate(best):
-            if cls != 0 and cls != previous:
-                row = probs[t]
-                top = np.argpartition(row, -self.top_k)[-self.top_k :]
-                top = top[np.argsort(row[top])[::-1]]
-                chars.append(charset[cls])
-                confs.append(float(row[cls]))
-                alts.append(tuple((charset[k], float(row[k])) for k in top if k != 0))
-            previous = int(cls)
-        confidence = float(np.mean(confs)) if confs else 0.0
-        return Recognition("".join(chars), min(max(confidence, 0.0), 1.0), tuple(alts))
+        previous = np.concatenate(([-1], best[:-1]))
+        steps = np.flatnonzero((best != 0) & (best != previous))
+        if steps.size == 0:
+            return Recognition("", 0.0, ())
+        rows = probs[steps]
+        top = np.argpartition(rows, -self.top_k, axis=1)[:, -self.top_k :]
+        top_p = np.take_along_axis(rows, top, axis=1)
+        order = np.argsort(top_p, axis=1)[:, ::-1]
+        top, top_p = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_p, order, axis=1)
+        classes = best[steps]
+        confs = rows[np.arange(len(steps)), classes].astype(np.float64)
+        alts = tuple(
+            tuple((charset[k], float(p)) for k, p in zip(ks, ps, strict=True) if k != 0)
+            for ks, ps in zip(top.tolist(), top_p.tolist(), strict=True)
+        )
+        text = "".join(charset[c] for c in classes.tolist())
+        confidence = float(np.mean(confs))
+        return Recognition(text, min(max(confidence, 0.0), 1.0), alts)
 
 
 class OcrEngine:
@@ -284,17 +293,30 @@ class OcrEngine:
         max_side: int | None = None,
         timings: dict[str, list[float]] | None = None,
         roi: BBox | None = None,
+        memory: MemoryLink | None = None,
     ) -> list[TextLine]:
         """Text lines in reading order, in full-image pixels.
 
-        ``roi``: detect only inside this region (see ``TextDetector.detect``); ``timings`` (if
-        given) collects seconds per stage.
+        ``roi``: detect only inside this region (see ``TextDetector.detect``); ``memory``: this
+        frame's link in its camera's line memory (lines the previous frame read as text nobody
+        needs are recalled, not read again; see line_memory.py); ``timings`` (if given) collects
+        seconds per stage.
         """
-        image = check_image(image, "OCR")
-        t0 = time.perf_counter()
-        quads = self.detector.detect(image, max_side=max_side, roi=roi)
-        t1 = time.perf_counter()
-        recognitions = self.recognizer.recognize([crop_quad(image, q) for q in quads], batch=1)
+        try:
+            image = check_image(image, "OCR")
+            t0 = time.perf_counter()
+            quads = self.detector.detect(image, max_side=max_side, roi=roi)
+            t1 = time.perf_counter()
+            crops = [crop_quad(image, q) for q in quads]
+            recalled = memory.recall(quads, crops) if memory is not None else [None] * len(crops)
+            todo = [i for i, old in enumerate(recalled) if old is None]
+            fresh = iter(self.recognizer.recognize([crops[i] for i in todo], batch=1))
+            recognitions = [next(fresh) if old is None else old.recognition for old in recalled]
+            if memory is not None:
+                memory.publish(quads, crops, recognitions, recalled)
+        finally:
+            if memory is not None:
+                memory.abandon()  # a no-op once published; otherwise the next frame must not wait
         if timings is not None:
             timings.setdefault("text detection", []).append(t1 - t0)
             timings.setdefault("text recognition", []).append(time.perf_counter() - t1)

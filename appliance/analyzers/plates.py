@@ -369,6 +369,20 @@ def _roi_image(image: np.ndarray, roi: BBox | None) -> tuple[np.ndarray, int, in
 # The reader
 
 
+@dataclass
+class PlateScan:
+    """The plate candidates among a frame's text lines, scored by the grammar; no re-reads yet.
+    The lane scans once and lets other readers know which text already reads as a plate."""
+
+    lines: Sequence[TextLine]
+    candidates: list[_Candidate]
+
+    def clean_boxes(self, floor: float) -> list[BBox]:
+        """Boxes of candidates the OCR read as a plate, uncorrected, at least ``floor`` confident."""
+        return [_bbox(c.box) for c in self.candidates
+                if any(p.confidence >= floor and not p.corrections for p, _ in c.readings)]
+
+
 class PlateReader:
     """Finds and reads licence plates (VN and CN by default) in camera frames and plate crops.
 
@@ -412,12 +426,14 @@ class PlateReader:
         known: Collection[str] = (),
         exclude: Sequence[BBox] = (),
         reread: bool | None = None,
+        scan: PlateScan | None = None,
     ) -> tuple[PlateRead, ...]:
         """VN/CN plates in a frame, best first. ``lines``: text lines already read on this frame;
         ``known``: plates already settled (a candidate that reads as one is not re-read);
         ``exclude``: boxes of text already explained otherwise (container numbers, seal serials),
-        never re-read as plates; ``reread``: override the reader's own setting for this frame."""
-        findings = self.find(image, roi=roi, lines=lines, known=known, exclude=exclude, reread=reread)
+        never re-read as plates; ``reread``: override the reader's own setting for this frame;
+        ``scan``: what ``scan(lines)`` found, when the caller already asked."""
+        findings = self.find(image, roi=roi, lines=lines, known=known, exclude=exclude, reread=reread, scan=scan)
         reads = (f.to_read() for f in findings)
         return tuple(r for r in reads if r is not None)
 
@@ -434,23 +450,33 @@ class PlateReader:
         known: Collection[str] = (),
         exclude: Sequence[BBox] = (),
         reread: bool | None = None,
+        scan: PlateScan | None = None,
     ) -> tuple[PlateFinding, ...]:
         """Plates in a frame (any country in ``countries``), best first, one per plate region."""
         image = check_image(image, "plate reader")
         view, dx, dy = _roi_image(image, roi)
-        if lines is None:
-            found = self.engine.read(view, max_side=self.max_side)
-            own = [_Line.of(ln) for ln in found]
+        if scan is not None:
+            if scan.lines is not lines or roi is not None:
+                raise ValueError("plate reader: a scan is only valid for the very lines it was made from, no region")
+            own_count, candidates = len(lines), scan.candidates
         else:
-            own = [_Line.of(ln, dx, dy) for ln in lines if _inside(ln.bbox, roi)]
-        candidates = self._scored_candidates(own)
+            if lines is None:
+                found = self.engine.read(view, max_side=self.max_side)
+                own = [_Line.of(ln) for ln in found]
+            else:
+                own = [_Line.of(ln, dx, dy) for ln in lines if _inside(ln.bbox, roi)]
+            own_count, candidates = len(own), self._scored_candidates(own)
         if self.reread if reread is None else reread:
             shifted = [BBox(b.x - dx, b.y - dy, b.w, b.h) for b in exclude]
             for cand in self._reread_order(candidates, known, shifted):
                 cand.readings.extend(self._reread_region(view, cand))
         findings = self._findings(view, candidates, dx, dy)
-        log.debug("plates: %d lines, %d candidates -> %s", len(own), len(candidates), [f.text for f in findings])
+        log.debug("plates: %d lines, %d candidates -> %s", own_count, len(candidates), [f.text for f in findings])
         return findings
+
+    def scan(self, lines: Sequence[TextLine]) -> PlateScan:
+        """The plate candidates among a frame's ``lines`` (full-image pixels), scored, not re-read."""
+        return PlateScan(lines, self._scored_candidates([_Line.of(ln) for ln in lines]))
 
     def find_crop(self, crop: np.ndarray) -> tuple[PlateFinding, ...]:
         """The plate in an already cropped plate image (any country in ``countries``)."""
@@ -481,22 +507,26 @@ class PlateReader:
     ) -> list[_Candidate]:
         """The candidates worth a closer look, most promising first, one per region."""
         worth = [c for c in candidates if c.readings or _plate_like("".join(ln.text for ln in c.lines))]
+        # Plates this frame already read well enough: no second look at them, nor at their rows
+        # or fragments (a row alone can never read as more than the plate it belongs to).
+        done: list[_Candidate] = []
         if known:
-            worth = [c for c in worth if not any(p.canonical in known for p, _ in c.readings)]
-        if exclude:
-            worth = [c for c in worth if not any(_iou(c.box, (b.x, b.y, b.x + b.w, b.y + b.h)) > 0.5 for b in exclude)]
+            done += [c for c in worth if any(p.canonical in known for p, _ in c.readings)]
         if self.skip_confident is not None:
             # Lane mode: a plate the frame's own OCR already read cleanly needs no second look;
             # the lane votes across frames anyway.
             floor = self.skip_confident
-            worth = [c for c in worth if not any(p.confidence >= floor and not p.corrections for p, _ in c.readings)]
+            done += [c for c in worth if any(p.confidence >= floor and not p.corrections for p, _ in c.readings)]
+        worth = [c for c in worth if c not in done]
+        if exclude:
+            worth = [c for c in worth if not any(_iou(c.box, (b.x, b.y, b.x + b.w, b.y + b.h)) > 0.5 for b in exclude)]
         # Best reading first; among equals, a two-line candidate before its own rows (a row
         # alone is a fragment: re-reading it can never give the whole plate).
         worth.sort(key=lambda c: (-c.best_score(), -len(c.lines), -max(ln.confidence for ln in c.lines)))
         chosen: list[_Candidate] = []
         for cand in worth:
-            if any(_iou(cand.box, c.box) > 0.8 for c in chosen):
-                continue  # a fragment of (or the same region as) a better candidate
+            if any(_iou(cand.box, c.box) > 0.8 for c in chosen + done):
+                continue  # a fragment of (or the same region as) a better or already read candidate
             chosen.append(cand)
             if len(chosen) >= self.max_rereads:
                 break

@@ -120,11 +120,15 @@ def score(truth: dict[str, Any], crossings: list[tuple[Crossing, Verdict]]) -> d
     return t
 
 
-def _replay_config(sim_dir: Path, work: Path, detector: str | None = None) -> AppConfig:
+def _replay_config(
+    sim_dir: Path, work: Path, detector: str | None = None, detector_side: int | None = None
+) -> AppConfig:
     cfg = load_config(sim_dir / "lane.yaml")
     data = cfg.model_dump()
     if detector is not None:
         data["analyzers"]["ocr_detector"] = detector
+    if detector_side is not None:
+        data["analyzers"]["plates"]["detector_max_side"] = detector_side
     for lane in data["lanes"]:
         for src in lane["sources"]:
             if src["type"] == "video_file":
@@ -137,12 +141,13 @@ def _replay_config(sim_dir: Path, work: Path, detector: str | None = None) -> Ap
 
 
 def replay(
-    sim_dir: Path, workers: int = 2, detector: str | None = None
+    sim_dir: Path, workers: int = 2, detector: str | None = None, detector_side: int | None = None
 ) -> tuple[list[tuple[Crossing, Verdict]], float, int]:
     """Run the lane of ``sim_dir`` from its files; returns (crossings, seconds, analysed frames).
-    ``detector``: another text detector from the model store than the config's."""
+    ``detector``: another text detector from the model store than the config's; ``detector_side``:
+    another detector input size than the config's."""
     with tempfile.TemporaryDirectory(prefix="eval-sim-") as tmp:
-        cfg = _replay_config(sim_dir, Path(tmp), detector)
+        cfg = _replay_config(sim_dir, Path(tmp), detector, detector_side)
         store = Store(cfg.storage.path, cfg.storage.evidence_dir)
         manifest = ManifestIndex(load_manifest_file(cfg.manifest.file)) if cfg.manifest.file else ManifestIndex()
         analyzer = FrameAnalyzer(Readers.from_config(cfg), store, cfg.analyzers.plates.detector_max_side)
@@ -158,7 +163,12 @@ def replay(
 
 
 def evaluate_sim(
-    data: Path | None, vehicles: int = 200, seed: int = 2026, workers: int = 2, detector: str | None = None
+    data: Path | None,
+    vehicles: int = 200,
+    seed: int = 2026,
+    workers: int = 2,
+    detector: str | None = None,
+    detector_side: int | None = None,
 ) -> EvalReport:
     """Score the lane on ``data`` (a simulated lane folder), rendering one first if none is given."""
     if data is None:
@@ -169,7 +179,7 @@ def evaluate_sim(
             log.info("rendering %d simulated vehicles (seed %d) into %s", vehicles, seed, data)
             simulate(data, vehicles, seed, gap_s=DEMO_GAP_S, overwrite=True)
     truth = json.loads((data / "truth.json").read_text(encoding="utf-8"))
-    crossings, elapsed, _ = replay(data, workers=workers, detector=detector)
+    crossings, elapsed, _ = replay(data, workers=workers, detector=detector, detector_side=detector_side)
     tallies = score(truth, crossings)
     n = len(truth["vehicles"])
     always_clear = sum(v["expected_verdict"] == "CLEAR" for v in truth["vehicles"]) / max(n, 1)
@@ -181,7 +191,8 @@ def evaluate_sim(
     ]
     notes = [
         f"{n} vehicles, {len(crossings)} crossings closed, replay took {elapsed:.1f} s with {workers} worker(s)",
-        f"text detector: {detector or 'the config default'}",
+        f"text detector: {detector or 'the config default'}"
+        + (f" at {detector_side} px" if detector_side else ""),
         "score = verdict equal to ground truth; groups hold every other field",
         "baseline always_clear = share of vehicles whose true verdict is CLEAR (a lane that reads nothing useful "
         "and clears everything)",

@@ -21,6 +21,7 @@ import numpy as np
 from appliance.analyzers.codes import CodeReader, CodeReaderConfig
 from appliance.analyzers.containers import ContainerReader, is_marking
 from appliance.analyzers.iso6346 import is_valid_size_type
+from appliance.analyzers.line_memory import LineMemory, MemoryLink
 from appliance.analyzers.ocr import OcrEngine, TextDetector, TextRecognizer
 from appliance.analyzers.payloads import parse_declaration
 from appliance.analyzers.plates import PlateReader
@@ -141,6 +142,12 @@ class FrameAnalyzer:
         self.store = store
         self.detector_max_side = detector_max_side
 
+    @staticmethod
+    def line_memory() -> LineMemory:
+        """A camera's line memory: door weight markings are recalled from the frame before, not
+        read again (they are long lines that none of the readers needs)."""
+        return LineMemory(keep=is_marking)
+
     def reads_for(
         self,
         role: str,
@@ -148,10 +155,12 @@ class FrameAnalyzer:
         roi: BBox | None = None,
         timings: dict[str, list[float]] | None = None,
         settled: Settled | None = None,
+        memory: MemoryLink | None = None,
     ) -> list[Read]:
         """The reads of one frame. ``roi``: where to detect text (None: the whole frame);
         ``settled``: what the open crossing already agrees on (no second looks at text that
-        reads as that); ``timings`` (if given) collects seconds per stage, for ``appliance bench lane``."""
+        reads as that); ``memory``: the frame's link in its camera's line memory (see
+        ``line_memory``); ``timings`` (if given) collects seconds per stage, for ``appliance bench lane``."""
         settled = settled or Settled()
         r = self.readers
         reads: list[Read] = []
@@ -163,10 +172,14 @@ class FrameAnalyzer:
                     reads.append(declaration)
             return reads
         clock = _StageClock(timings)
-        lines = r.ocr.read(image, max_side=self.detector_max_side, timings=timings, roi=roi)
+        lines = r.ocr.read(image, max_side=self.detector_max_side, timings=timings, roi=roi, memory=memory)
         # Lines that plainly are something else (a seal serial, the doors' weight marking, a
         # size/type code) get no costly second look as a plate or a container number.
         other = [ln.bbox for ln in lines if self._plainly_other(ln.text)]
+        # Text the frame's OCR already reads cleanly as a plate gets no costly second look as a
+        # container number either (a two-line VN plate stacks like a number's two rows).
+        scan = clock.run("plate reader", r.plates.scan, lines) if r.plates else None
+        plate_like = scan.clean_boxes(LANE_PLATE_SKIP_CONFIDENT) if scan is not None else []
         containers: tuple[ContainerRead, ...] = ()
         seals: list[SealRead] = []
         if role != "front":
@@ -175,7 +188,7 @@ class FrameAnalyzer:
                 seals = list(clock.run("seal reader", r.seals.read, image, region=roi, lines=seal_lines))
             if r.containers:
                 containers = clock.run("container reader", r.containers.read, image, lines=lines,
-                                       known=settled.containers, exclude=other)
+                                       known=settled.containers, exclude=other + plate_like)
         container_boxes = [c.bbox for c in containers if c.bbox is not None]
         # Text already explained as a container number is not also a seal serial or a plate
         # (a seal serial is not a plate either): each piece of paint has one meaning.
@@ -185,7 +198,7 @@ class FrameAnalyzer:
         if r.plates:
             # One plate per camera and vehicle: once the crossing has settled it, no second looks.
             plates = list(clock.run("plate reader", r.plates.read, image, lines=lines, known=settled.plates,
-                                    exclude=explained + other, reread=False if settled.plates else None))
+                                    exclude=explained + other, reread=False if settled.plates else None, scan=scan))
         plates = [p for p in plates if not _overlaps_any(p.bbox, explained + other)]
         if role == "front":
             return [*plates, *read_fleet_ids(lines)]
@@ -206,14 +219,19 @@ class FrameAnalyzer:
                 or (seals is not None and seals.serial_in(text) is not None))
 
     def analyze(
-        self, role: str, frame: Frame, roi: BBox | None = None, settled: Settled | None = None
+        self,
+        role: str,
+        frame: Frame,
+        roi: BBox | None = None,
+        settled: Settled | None = None,
+        memory: MemoryLink | None = None,
     ) -> list[Observation]:
         """The observations of one frame; each records the model versions that made it (one model per task
         for the whole frame, even when a model is swapped meanwhile)."""
         slots = self.readers.models
         scope: AbstractContextManager[dict[str, str]] = slots.frame() if slots is not None else nullcontext({})
         with scope as used:
-            reads = self.reads_for(role, frame.image, roi=roi, settled=settled)
+            reads = self.reads_for(role, frame.image, roi=roi, settled=settled, memory=memory)
         models = tuple(sorted(f"{task}/{label}" for task, label in used.items()))
         observations = []
         for read in reads:

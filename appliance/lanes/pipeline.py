@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from appliance.analyzers.line_memory import LineMemory, MemoryLink
 from appliance.config import LaneConfig, VerdictConfig
 from appliance.ingest.frames import Frame
 from appliance.lanes.analysis import FrameAnalyzer
@@ -69,6 +70,8 @@ class LanePipeline:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"lane-{lane.id}")
         self.max_in_flight = max(1, workers * 2)
         self._in_flight: deque[tuple[Frame, bool, Future[list[Observation]] | None]] = deque()
+        cameras_with_text = [s.id for s in lane.sources if s.role in CAMERA_ROLES]
+        self._memories: dict[str, LineMemory] = {sid: analyzer.line_memory() for sid in cameras_with_text}
         self._last_motion: dict[str, float] = {}
         self._last_analysed: dict[str, float] = {}
         self._regions = {s.id: MotionRegion() for s in lane.sources if s.role in CAMERA_ROLES}
@@ -90,15 +93,19 @@ class LanePipeline:
         self._last_analysed[frame.source_id] = frame.ts
         return True
 
-    def _analyze(self, frame: Frame, roi: BBox | None, settled: Settled) -> list[Observation]:
+    def _analyze(
+        self, frame: Frame, roi: BBox | None, settled: Settled, memory: MemoryLink | None
+    ) -> list[Observation]:
         started = time.perf_counter()
         try:
-            return self.analyzer.analyze(self.roles[frame.source_id], frame, roi=roi, settled=settled)
+            return self.analyzer.analyze(self.roles[frame.source_id], frame, roi=roi, settled=settled, memory=memory)
         except Exception:
             # One bad frame must not stop the lane; the frame is logged and skipped.
             log.exception("lane %s: analysis failed on %s frame %d", self.lane.id, frame.source_id, frame.index)
             return []
         finally:
+            if memory is not None:
+                memory.abandon()  # the camera's next frame must never wait on a failed one
             self.times.analysis_s += time.perf_counter() - started
 
     def feed(self, frame: Frame, moving: bool, motion_box: MotionBox | None = None) -> list[tuple[Crossing, Verdict]]:
@@ -116,7 +123,10 @@ class LanePipeline:
             # What the open crossing agrees on so far, taken here (in frame order) so that a
             # replay analyses each frame the same way whatever the thread timing.
             settled = self.assembler.settled(self.roles[frame.source_id])
-            future = self.pool.submit(self._analyze, frame, roi, settled)
+            # Linked in frame order too: the frame recalls what the camera's previous frame read.
+            memory = self._memories.get(frame.source_id)
+            link = memory.link(frame.ts) if memory is not None else None
+            future = self.pool.submit(self._analyze, frame, roi, settled, link)
             self.times.analysed_frames += 1
         else:
             self.times.skipped_frames += 1

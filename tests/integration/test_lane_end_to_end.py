@@ -52,3 +52,17 @@ def test_appliance_turns_a_simulated_lane_into_verdicts(lane_dir: Path, tmp_path
         path = services.store.evidence_path(sha)
         assert path is not None and path.is_file()
     conn.close()
+
+
+def test_replay_is_the_same_with_one_or_two_analysis_threads(lane_dir: Path) -> None:
+    """Frames of one camera depend on each other (the open crossing's settled fields, the line
+    memory's recalls), yet a replay must not depend on thread timing."""
+    from appliance.eval.sim import replay
+
+    def outcome(workers: int) -> list[tuple[str, dict[str, object], int]]:
+        crossings, _, _ = replay(lane_dir, workers=workers)
+        return [(v.decision, c.summary(), len(c.observations)) for c, v in crossings]
+
+    one = outcome(1)
+    assert len(one) == 3
+    assert outcome(2) == one

@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import pytest
 
+from appliance.analyzers.line_memory import MemoryLink
 from appliance.app import init_services, run_lane
 from appliance.config import load_config
 from appliance.errors import ModelError
@@ -56,10 +57,10 @@ class RecordingAnalyzer(FrameAnalyzer):
         self._lock = threading.Lock()
 
     def analyze(self, role: str, frame: Frame, roi: BBox | None = None,
-                settled: Settled | None = None) -> list[Observation]:
+                settled: Settled | None = None, memory: MemoryLink | None = None) -> list[Observation]:
         assert self.readers.models is not None
         with self.readers.models.frame() as used:  # the analyzer's own frame scope nests into this one
-            observations = super().analyze(role, frame, roi=roi, settled=settled)
+            observations = super().analyze(role, frame, roi=roi, settled=settled, memory=memory)
         with self._lock:
             self.frames.append((frame.source_id, frame.index, dict(used), threading.current_thread().name))
         return observations

@@ -66,3 +66,35 @@ def test_region_outside_or_degenerate_reads_nothing(engine: OcrEngine) -> None:
 
     assert engine.read(scene(), roi=BBox(2000, 2000, 50, 50)) == []
     assert engine.read(scene(), roi=BBox(10, 10, 2, 2)) == []
+
+
+def test_line_memory_recalls_door_markings_instead_of_reading_them(
+    engine: OcrEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.analyzers.containers import is_marking
+    from appliance.analyzers.line_memory import LineMemory
+
+    def frame(dy: int) -> np.ndarray:  # the vehicle moves dy pixels between frames
+        img = Image.new("RGB", (1280, 720), (90, 90, 90))
+        d = ImageDraw.Draw(img)
+        d.rectangle((100, 100 + dy, 700, 170 + dy), fill=(235, 235, 235))
+        d.text((110, 108 + dy), "MAX GROSS 30,480 KG", font=ImageFont.truetype(LATIN, 44), fill=(20, 20, 20))
+        d.rectangle((100, 400 + dy, 420, 470 + dy), fill=(250, 220, 40))
+        d.text((110, 408 + dy), "29C-123.45", font=ImageFont.truetype(LATIN, 48), fill=(0, 0, 0))
+        return np.array(img)[:, :, ::-1].copy()
+
+    read_crops: list[int] = []
+    recognize = engine.recognizer.recognize
+
+    def counting(crops: list[np.ndarray], batch: int = 8) -> list[object]:
+        read_crops.append(len(crops))
+        return recognize(crops, batch)  # type: ignore[return-value]
+
+    monkeypatch.setattr(engine.recognizer, "recognize", counting)
+    memory = LineMemory(keep=is_marking)
+    first = engine.read(frame(0), max_side=960, memory=memory.link(0.0))
+    second = engine.read(frame(30), max_side=960, memory=memory.link(0.2))
+    assert is_marking(first[0].text) and first[1].text == "29C-123.45"
+    assert read_crops == [2, 1]  # the plate is read on both frames, the marking only on the first
+    assert [line.text for line in second] == [line.text for line in first]
+    assert abs(second[0].bbox.y - first[0].bbox.y - 30) <= 4  # recalled text, this frame's box

@@ -231,3 +231,23 @@ def test_lane_hints_stop_the_second_look(engine: OcrEngine) -> None:
     assert "51F-678.90" not in [r.text for r in reader.read(scene, lines=poor, reread=False)]
     # An exclusion elsewhere in the frame changes nothing.
     assert [r.text for r in reader.read(scene, lines=poor, exclude=[BBox(0, 0, 100, 100)])] == ["51F-678.90"]
+
+
+def test_rows_of_a_plate_read_cleanly_get_no_second_look(engine: OcrEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lane's frame OCR read both rows of a two-line plate well: neither the plate nor a row of
+    it is cropped and read again (a row alone can never read as more than its plate)."""
+    plate = render_plate(["51R", "141.39"], YELLOW, INK, (190, 140))
+    scene = render_scene([(plate, (600, 420))], size=(1920, 1080))
+    rows = [TextLine("51R", 0.97, BBox(650, 430, 90, 55)), TextLine("141.39", 0.96, BBox(612, 492, 166, 58))]
+    ocr_calls: list[str] = []
+    monkeypatch.setattr(engine, "read", lambda *a, **k: ocr_calls.append("detector") or [])
+    monkeypatch.setattr(engine.recognizer, "recognize", lambda *a, **k: ocr_calls.append("recogniser") or [])
+    reader = PlateReader(engine, skip_confident=0.9)
+    scan = reader.scan(rows)
+    assert [r.text for r in reader.read(scene, lines=rows, scan=scan)] == ["51R-141.39"]
+    assert ocr_calls == []
+    # What the lane tells the container reader: this text is a plate, no number to look for there.
+    (box,) = scan.clean_boxes(0.9)
+    assert (box.x, box.y, box.x + box.w, box.y + box.h) == (612, 430, 778, 550)
+    with pytest.raises(ValueError, match="scan"):
+        reader.read(scene, lines=list(rows), scan=scan)  # a scan of other lines
