@@ -46,15 +46,15 @@ class SiteConfig(Strict):
         return value
 
 
-SourceRole = Literal["front", "rear", "side", "kiosk", "seal"]
+SourceRole = Literal["front", "rear", "side", "kiosk", "seal", "face"]
 
 
 class _SourceBase(Strict):
     id: str = Field(description="Source name, unique within the lane.", pattern=r"^[a-z0-9_-]+$")
     role: SourceRole = Field(
         description="What the source looks at: front (tractor plate / IGV id), rear (trailer "
-        "plate, container doors, seal), side (container side), kiosk (declaration documents), "
-        "seal (seal close-up)."
+        "plate, container doors, seal), side (container side), kiosk (declaration documents; in a "
+        "passenger lane the document scanner), seal (seal close-up), face (a passenger lane's face camera)."
     )
 
 
@@ -118,6 +118,12 @@ class LaneConfig(Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"source ids must be unique within a lane, repeated: {dupes}")
+        roles = {s.role for s in self.sources}
+        if self.kind == "passenger" and not {"face", "kiosk"} <= roles:
+            raise ValueError("a passenger lane needs a source with role face (the camera) and one with role kiosk "
+                             f"(the document scanner); it has {sorted(roles)}")
+        if self.kind == "cargo" and "face" in roles:
+            raise ValueError("role face belongs to passenger lanes (kind: passenger)")
         return self
 
 
@@ -188,6 +194,64 @@ class VerdictConfig(Strict):
         default=2, ge=1,
         description="A read that contradicts the manifest holds the vehicle only when this many frames agree "
         "on it; fewer: REVIEW (one blurred frame must not stop a truck).",
+    )
+
+
+class FaceQualityConfig(Strict):
+    min_eye_distance_px: float = Field(default=30, gt=0, description="Smallest inter-ocular distance accepted.")
+    min_sharpness: float = Field(default=40, ge=0, description="Least variance of the Laplacian on the face chip.")
+    max_roll_deg: float = Field(default=20, gt=0, le=90, description="Largest head roll (eye line angle).")
+    max_yaw: float = Field(default=0.35, gt=0, le=1,
+                           description="Largest nose offset from the eyes' midpoint, in inter-ocular distances.")
+    min_brightness: float = Field(default=50, ge=0, le=255, description="Darkest mean grey level of the chip.")
+    max_brightness: float = Field(default=210, ge=0, le=255, description="Brightest mean grey level of the chip.")
+
+
+LivenessCheck = Literal["passive", "motion"]
+
+
+class LivenessConfig(Strict):
+    checks: list[LivenessCheck] = Field(
+        default_factory=lambda: list[LivenessCheck](["passive", "motion"]),
+        description="Presentation-attack checks that must pass: passive (print / screen cues on one frame), motion "
+        "(3D parallax of the head across frames). Their limits: docs/FACES.md.",
+    )
+    min_frames: int = Field(default=4, ge=2, le=100, description="Frames with one face needed to judge motion.")
+
+
+class FacesConfig(Strict):
+    """The passenger lane's face pipeline: quality, liveness, 1:1 match, watchlist, privacy."""
+
+    embedder: str = Field(
+        default="dlib-resnet-v1", pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        description="Face embedding model in the model store (models/face-embedding/<name>).",
+    )
+    match_threshold: float = Field(
+        default=0.55, gt=0, le=2,
+        description="Largest descriptor distance accepted as the same person (1:1). Chosen for a target false-match "
+        "rate: docs/EVALUATION.md gives the rate measured at each threshold (`appliance eval faces`).",
+    )
+    watchlist_threshold: float = Field(
+        default=0.5, gt=0, le=2, description="Largest distance to a watchlist template that counts as a hit (1:N)."
+    )
+    capture_s: float = Field(default=3.0, gt=0, le=30, description="How long the lane films a passenger at most.")
+    max_faces: int = Field(default=1, ge=1, le=1, description="More faces than this in a frame: MANUAL (tailgating).")
+    quality: FaceQualityConfig = Field(default_factory=FaceQualityConfig)
+    liveness: LivenessConfig = Field(default_factory=LivenessConfig)
+    key_file: Path | None = Field(
+        default=None,
+        description="AES-256 key for face data at rest; $CREDENTIALS_DIRECTORY/face-key (systemd LoadCredential) "
+        "wins when set. Create one with `appliance faces keygen`.",
+    )
+    store_path: Path = Field(default=Path("var/faces.db"), description="Encrypted templates and face crops.")
+    document_reader_dir: Path | None = Field(
+        default=None,
+        description="Folder where a document reader drops the chip photo of the presented document "
+        "(<document number>.jpg); absent: reference photos come from the enrolment store only.",
+    )
+    crop_retention_days: float = Field(default=30, gt=0, description="Face crops are purged after this long.")
+    template_retention_days: float = Field(
+        default=365, gt=0, description="Enrolled reference templates are purged after this long without renewal."
     )
 
 
@@ -408,6 +472,7 @@ class AppConfig(Strict):
     web: WebConfig = Field(default_factory=WebConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    faces: FacesConfig = Field(default_factory=FacesConfig)
     inbound: InboundConfig | None = Field(
         default=None, description="Subscription to central's manifests and watchlists; absent: none."
     )
@@ -458,6 +523,9 @@ def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
     data["manifest"]["file"] = fix(data["manifest"]["file"]) if data["manifest"]["file"] else None
     data["storage"]["path"] = fix(data["storage"]["path"])
     data["storage"]["evidence_dir"] = fix(data["storage"]["evidence_dir"])
+    data["faces"]["store_path"] = fix(data["faces"]["store_path"])
+    data["faces"]["key_file"] = fix(data["faces"]["key_file"])
+    data["faces"]["document_reader_dir"] = fix(data["faces"]["document_reader_dir"])
     if data["models"]["root"]:
         data["models"]["root"] = fix(data["models"]["root"])
     data["models"]["trusted_keys"] = [fix(k) for k in data["models"]["trusted_keys"]]
