@@ -105,6 +105,13 @@ def _det_channels(manifest: ModelManifest) -> int:
     return 4 + len(manifest.labels)
 
 
+def _chip_size(manifest: ModelManifest) -> int:
+    size = manifest.preprocess.get("chip_size", 150)
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise ModelError(f"preprocess.chip_size must be a positive integer, got {size!r}")
+    return size
+
+
 CONTRACTS: dict[str, TaskContract] = {
     "text-detection": TaskContract(
         task="text-detection",
@@ -119,6 +126,15 @@ CONTRACTS: dict[str, TaskContract] = {
             TensorContract("line crops", "(N,3,preprocess.height,W)", rank=4, dims={1: 3, 2: _rec_height}),
         ),
         outputs=(TensorContract("per-step class scores", "(N,T,C)", rank=3),),
+    ),
+    "face-embedding": TaskContract(
+        task="face-embedding",
+        used_by="appliance.faces.embed (1:1 match and watchlist of the passenger lane)",
+        inputs=(
+            TensorContract("aligned face chips, RGB 0..255", "(N,3,chip_size,chip_size)", rank=4,
+                           dims={1: 3, 2: _chip_size, 3: _chip_size}),
+        ),
+        outputs=(TensorContract("face descriptors", "(N,D)", rank=2),),
     ),
     "object-detection": TaskContract(
         task="object-detection",

@@ -33,7 +33,12 @@ class PackageSource(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     package: str = Field(description="Importable package name, e.g. rapidocr_onnxruntime.")
-    path: str = Field(description="Path of the .onnx file inside that package.")
+    path: str = Field(description="Path of the model file inside that package (.onnx, or what `converter` reads).")
+    converter: str | None = Field(
+        default=None,
+        description="Name of the project's converter that turns the packaged file into ONNX at `appliance models "
+        "prepare` (e.g. dlib-resnet); absent: the packaged file is ONNX and is copied.",
+    )
 
 
 class GoldenSpec(BaseModel):

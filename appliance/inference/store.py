@@ -1,7 +1,9 @@
 """The model store: ``models/<task>/<name>/<version>/{manifest.yaml, model.onnx}``.
 
 Models that ship inside an installed wheel (the PP-OCR detector and recogniser from
-rapidocr_onnxruntime) are copied into the store by ``prepare``; nothing is ever downloaded.
+rapidocr_onnxruntime) are copied into the store by ``prepare``; models that ship in another
+format (dlib's face descriptor in face_recognition_models) are converted to ONNX by the
+project's own converter there, and must give the manifest's sha256. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -81,10 +83,22 @@ class ModelStore:
                 f"{target}: model file missing and the manifest names no package source; "
                 "train or copy the model into the store"
             )
-        if sha256_file(source) != ref.manifest.sha256:
-            raise ModelError(f"{source}: packaged model does not match the manifest's sha256")
         tmp = target.with_suffix(".tmp")
-        shutil.copyfile(source, tmp)
+        converter = ref.manifest.source.converter if ref.manifest.source else None
+        if converter is not None:
+            from appliance.inference.converters import convert
+
+            convert(converter, source, tmp)
+            if sha256_file(tmp) != ref.manifest.sha256:
+                tmp.unlink(missing_ok=True)
+                raise ModelError(
+                    f"{source}: converting it with {converter!r} did not give the model the manifest names (sha256 "
+                    "differs): the package or the converter is not the one the manifest was made with"
+                )
+        else:
+            if sha256_file(source) != ref.manifest.sha256:
+                raise ModelError(f"{source}: packaged model does not match the manifest's sha256")
+            shutil.copyfile(source, tmp)
         tmp.replace(target)
         log.info("prepared model %s/%s v%s", ref.task, ref.name, ref.version)
         return target
@@ -96,8 +110,9 @@ class ModelStore:
         ref = self.get(task, name, version)
         path = ref.file
         if not path.is_file():
+            converted = ref.manifest.source is not None and ref.manifest.source.converter is not None
             packaged = package_file(ref)
-            if packaged is not None:
+            if packaged is not None and not converted:
                 path = packaged
         return OnnxModel(path, ref.manifest, options)
 

@@ -271,6 +271,23 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER model_history_no_delete BEFORE DELETE ON model_history
     BEGIN SELECT RAISE(ABORT, 'model_history is append-only'); END;
     """,
+    # 7: passenger lane passages (appliance/lanes/passenger.py): the verdict and the facts behind it, no
+    # biometric data (the best face crop lives encrypted in the faces store, named here by its sha256)
+    """
+    CREATE TABLE passages (
+        id TEXT PRIMARY KEY,
+        lane_id TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('OPEN', 'DENY', 'MANUAL')),
+        reasons TEXT NOT NULL,
+        facts TEXT NOT NULL,
+        person_ref TEXT,
+        crop_sha256 TEXT,
+        models TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX passages_by_time ON passages (started_at);
+    """,
 ]
 
 

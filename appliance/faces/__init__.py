@@ -1,0 +1,1 @@
+"""Passenger-lane face processing."""
