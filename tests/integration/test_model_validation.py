@@ -352,11 +352,11 @@ def test_model_outside_the_contract_is_refused(package: Path, policy: Validation
 
 
 def test_unknown_task_lists_the_known_ones(package: Path, policy: ValidationPolicy, keys: dict[str, Path]) -> None:
-    set_manifest(package, task="face-embedding")
+    set_manifest(package, task="tea-leaf-reading")
     sign_package(package, keys["private"])  # a trusted builder signed a bad model
     refused(package, policy, "contract",
-            "no I/O contract for task 'face-embedding'; "
-            "known tasks: object-detection, text-detection, text-recognition")
+            "no I/O contract for task 'tea-leaf-reading'; "
+            "known tasks: face-embedding, object-detection, text-detection, text-recognition")
 
 
 def test_check_contract_directly() -> None:
