@@ -32,6 +32,7 @@ from appliance.verdicts.watchlist import WatchlistIndex
 if TYPE_CHECKING:
     from appliance.inference.registry import ModelRegistry
     from appliance.inference.watcher import ModelWatcher
+    from appliance.lanes.passenger_run import FaceServices
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Services:
     thumbnails: Thumbnails = field(default_factory=Thumbnails)  # the latest frame of each source, for /status
     registry: ModelRegistry | None = None  # which model versions serve (appliance models activate|rollback|shadow)
     watcher: ModelWatcher | None = None  # follows the registry: hot swap and shadow, off the lane threads
+    faces: FaceServices | None = None  # face key, encrypted templates, face watchlist (passenger lanes only)
 
 
 def init_store(config: AppConfig) -> Store:
@@ -79,7 +81,9 @@ def init_services(config: AppConfig) -> Services:
     from appliance.inference.registry import ModelRegistry
     from appliance.inference.validation import session_options
     from appliance.inference.watcher import ModelWatcher
+    from appliance.lanes.passenger_run import init_face_services
 
+    faces = init_face_services(config)  # a missing face key or a bad face model stops the boot here
     store = init_store(config)
     manifest = init_manifest(config)
     watchlist = load_inbound_state(store, manifest)  # what central sent before this start
@@ -97,7 +101,7 @@ def init_services(config: AppConfig) -> Services:
                                shadow_queue=m.shadow_queue,
                                options=session_options(config), on_change=refresh_models)
     return Services(config, store, manifest, analyzer, status=status, watchlist=watchlist, registry=registry,
-                    watcher=watcher)
+                    watcher=watcher, faces=faces)
 
 
 def open_lane_sources(lane: LaneConfig) -> list[Source]:
@@ -182,8 +186,11 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
         services.watcher.start()  # `appliance models activate|rollback|shadow` take effect without a restart
     try:
         web = start_web(services, config.web.host, config.web.port) if serve else None
+        from appliance.lanes.passenger_run import run_passenger_lane
+
         lanes = [
-            threading.Thread(target=run_lane, args=(lane, services), name=f"lane-{lane.id}", daemon=True)
+            threading.Thread(target=run_passenger_lane if lane.kind == "passenger" else run_lane,
+                             args=(lane, services), name=f"lane-{lane.id}", daemon=True)
             for lane in config.lanes
         ]
         for thread in lanes:
@@ -198,6 +205,8 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
     finally:
         if services.watcher is not None:
             services.watcher.stop()
+        if services.faces is not None:
+            services.faces.close()
         if inbound is not None:
             inbound.stop()
         if publisher is not None:

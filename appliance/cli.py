@@ -12,7 +12,7 @@ from appliance.errors import ApplianceError
 
 log = logging.getLogger("appliance")
 
-EVAL_TASKS = ("qr", "plates", "containers", "sim")
+EVAL_TASKS = ("qr", "plates", "containers", "faces", "sim")
 
 
 def _setup_logging(level: str) -> None:
@@ -80,6 +80,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             from appliance.eval.qr import evaluate_qr
 
             report = evaluate_qr(data)
+        elif args.task == "faces":
+            from appliance.eval.faces import evaluate_faces
+
+            report = evaluate_faces(data)
         elif args.task == "plates":
             from appliance.eval.plates import evaluate_plates
 

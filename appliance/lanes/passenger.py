@@ -34,9 +34,10 @@ from appliance.analyzers.payloads import CccdParse, explain_cccd
 from appliance.config import FacesConfig, LaneConfig
 from appliance.faces.documents import DocumentReader, decode_photo
 from appliance.faces.embed import FaceEmbedder, distance
+from appliance.faces.templates import FaceDataError
 from appliance.ingest.frames import Frame
 from appliance.verdicts.passage import PassageFacts, PassageVerdict, ReferenceState, decide_passage
-from appliance.verdicts.watchlist import WatchlistIndex, person_key
+from appliance.verdicts.watchlist import WatchlistIndex
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class PassageResult:
     lane_id: str
     started_at: float
     ended_at: float
-    person_ref: str | None  # salted hash of the document number (never the number)
+    person_ref: str | None  # keyed hash of the document number (FaceKey.person_ref; never the number)
     facts: PassageFacts
     verdict: PassageVerdict
     crop_sha256: str | None  # the encrypted best face crop, for the reviewing officer
@@ -108,6 +109,7 @@ class PassengerLane:
         embedder: FaceEmbedder,
         templates: Templates,
         persons: WatchlistIndex,
+        person_ref: Callable[[str], str],
         face_watchlist: FaceWatchlist | None = None,
         documents: DocumentReader | None = None,
         codes: CodeReader | None = None,
@@ -119,6 +121,7 @@ class PassengerLane:
         self.embedder = embedder
         self.templates = templates
         self.persons = persons
+        self.person_ref = person_ref
         self.face_watchlist = face_watchlist
         self.documents = documents
         self.codes = codes or CodeReader()
@@ -174,7 +177,7 @@ class PassengerLane:
         started = time.perf_counter()
         document = passage.document
         record = document.record if document is not None else None
-        person_ref = person_key(self.persons.person_salt, record.id_number) if record is not None else None
+        person_ref = self.person_ref(record.id_number) if record is not None else None
         listed = record is not None and self.persons.lookup("person", record.id_number, passage.started_at) is not None
         reference, reference_state, reference_detail = self._reference(person_ref, record.id_number if record else None)
 
@@ -235,12 +238,20 @@ class PassengerLane:
     ]:
         if person_ref is None or document_number is None:
             return None, "missing", "no valid document to look the reference up by"
-        enrolled = self.templates.reference(person_ref)
+        try:
+            enrolled = self.templates.reference(person_ref)
+        except FaceDataError as exc:
+            log.error("lane %s: the enrolled reference template cannot be used: %s", self.lane.id, exc)
+            return None, "unusable", "the enrolled reference template does not open (altered or another key)"
         if enrolled is not None:
             return enrolled, "ok", "enrolled template"
         if self.documents is None:
             return None, "missing", "not enrolled and no document reader"
-        data = self.documents.reference_photo(document_number)
+        try:
+            data = self.documents.reference_photo(document_number)
+        except (OSError, ValueError) as exc:
+            log.warning("lane %s: the document reader failed: %s", self.lane.id, type(exc).__name__)
+            return None, "missing", "the document reader failed"
         if data is None:
             return None, "missing", "not enrolled and the document reader gave no photo"
         photo = decode_photo(data)
