@@ -53,6 +53,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.passengers:
+        from appliance.sim.passengers import simulate_passengers
+
+        sim = simulate_passengers(Path(args.out), args.passengers, args.seed, overwrite=args.overwrite)
+        counts: dict[str, int] = {}
+        for truth in sim.passengers:
+            counts[truth.scenario] = counts.get(truth.scenario, 0) + 1
+        print(f"simulated {args.passengers} passengers into {args.out} ({sim.frames} face frames): {counts}")
+        print(f"next: appliance faces keygen --config {sim.lane_yaml_path}; "
+              f"appliance faces enrol --config {sim.lane_yaml_path} --folder {sim.out_dir / 'enrol'}; "
+              f"appliance run --config {sim.lane_yaml_path}")
+        return 0
     from appliance.sim import simulate
 
     result = simulate(
@@ -168,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-per-day", type=float, default=None, help="e.g. 3500 (Hữu Nghị's 2030 target)")
     p.add_argument("--night-share", type=float, default=0.3)
     p.add_argument("--mismatch-share", type=float, default=0.2)
+    p.add_argument("--passengers", type=int, default=0,
+                   help="simulate a passenger lane with this many passengers instead of a cargo lane")
+    p.add_argument("--overwrite", action="store_true", help="passengers: replace an earlier simulation in --out")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("check-config", help="validate a config file")
@@ -217,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parsers(sub)
 
+    from appliance.faces.cli import add_parsers as add_faces_parsers  # faces keygen|enrol|purge|forget|status
+
+    add_faces_parsers(sub)
     from appliance.users_cli import add_parsers as add_users_parsers  # users create-admin|list, audit verify
 
     add_users_parsers(sub)

@@ -5,7 +5,7 @@ stored). No biometric data: the face crop stays encrypted in the faces store, na
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from appliance.lanes.passenger import PassageResult
 
 PassageEventBuilder = Callable[["PassageResult"], Mapping[str, Any]]
+DECISIONS = ("OPEN", "DENY", "MANUAL")  # the CHECK of the passages table (migration 7)
+_COLUMNS = "id, lane_id, started_at, ended_at, decision, reasons, facts, crop_sha256, models"
+_ORDER = "started_at DESC, id DESC"  # newest first; ids break ties so pages never overlap
 
 
 @dataclass(frozen=True)
@@ -55,12 +58,39 @@ def save_passage(store: Store, result: PassageResult, event_builder: PassageEven
         store.notify_outbox()
 
 
+def _row(r: Sequence[Any]) -> PassageRow:
+    return PassageRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), r[7], json.loads(r[8]))
+
+
 def list_passages(store: Store, limit: int = 100) -> list[PassageRow]:
     with store.transaction() as conn:
         rows = conn.execute(
-            "SELECT id, lane_id, started_at, ended_at, decision, reasons, facts, crop_sha256, models FROM passages "
-            "ORDER BY started_at DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM passages ORDER BY {_ORDER} LIMIT ?",
             (limit,),
         ).fetchall()
-    return [PassageRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), r[7], json.loads(r[8]))
-            for r in rows]
+    return [_row(r) for r in rows]
+
+
+def get_passage(store: Store, passage_id: str) -> PassageRow | None:
+    """One passage by its id, or None."""
+    rows = store.query(f"SELECT {_COLUMNS} FROM passages WHERE id = ?", (passage_id,))
+    return _row(rows[0]) if rows else None
+
+
+def page_passages(store: Store, decision: str | None = None, offset: int = 0,
+                  limit: int = 50) -> tuple[list[PassageRow], bool]:
+    """One page of passages, newest first, of one decision (None: all); and whether a next page exists."""
+    if decision is not None and decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+    where, params = ("WHERE decision = ?", [decision]) if decision is not None else ("", [])
+    rows = store.query(f"SELECT {_COLUMNS} FROM passages {where} ORDER BY {_ORDER} LIMIT ? OFFSET ?",
+                       (*params, limit + 1, offset))
+    return [_row(r) for r in rows[:limit]], len(rows) > limit
+
+
+def passage_counts(store: Store) -> dict[str, int]:
+    """How many passages there are per decision (every decision present, 0 when none)."""
+    counts = dict.fromkeys(DECISIONS, 0)
+    for decision, n in store.query("SELECT decision, COUNT(*) FROM passages GROUP BY decision"):
+        counts[str(decision)] = int(n)
+    return counts

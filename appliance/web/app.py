@@ -12,6 +12,7 @@ registry: activate, roll back, shadow; appliance/web/models_page.py) for model e
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from appliance.web.auth import AuthMiddleware, AuthSettings, csrf_field, require
 from appliance.web.i18n import LANGUAGES, translations, translator
 from appliance.web.login import login_router
 from appliance.web.models_page import models_router
+from appliance.web.passages import passages_router
 from appliance.web.review import review_router
 from appliance.web.search import search_router
 from appliance.web.security import SecurityHeaders, visible_controls
@@ -64,6 +66,8 @@ class WebServices:
     timezone: str = localtime.DEFAULT_TIMEZONE  # IANA zone every date and time is shown in (site.timezone)
     # The model registry, for the model engineers' page /models (None: the page says it is not available here).
     models: ModelRegistry | None = None
+    # The faces store's crop reader (TemplateStore.get_crop) for /passages/{id}/face (None: no passenger lane here).
+    face_crops: Callable[[str], bytes] | None = None
 
 
 def create_app(services: WebServices) -> FastAPI:
@@ -112,6 +116,7 @@ def create_app(services: WebServices) -> FastAPI:
     app.include_router(search_router(store, render))
     app.include_router(status_router(store, services.gate, services.status, services.thumbnails, render))
     app.include_router(models_router(services.models, render))  # /models: model engineers and admins
+    app.include_router(passages_router(store, render, services.face_crops))  # /passages; face crops: supervisors
 
     def check_decision(decision: str | None) -> str | None:
         if decision is not None and decision not in _DECISIONS:

@@ -9,7 +9,7 @@ import pytest
 
 from appliance.errors import FrameError
 from appliance.faces.detect import FaceFinder, as_rgb, face_chip
-from tests import faces_fixtures as ff
+from appliance.sim import faces_render as ff
 
 
 @pytest.fixture(scope="module")

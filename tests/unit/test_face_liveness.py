@@ -23,7 +23,7 @@ from appliance.faces.liveness import (
     motion,
     passive,
 )
-from tests import faces_fixtures as ff
+from appliance.sim import faces_render as ff
 
 PASSIVE_REASONS = {"moire", "print_colours", "glare", "frame_border"}
 

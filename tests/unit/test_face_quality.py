@@ -10,7 +10,7 @@ import pytest
 from appliance.errors import ConfigError
 from appliance.faces.detect import Face, FaceFinder, face_chip
 from appliance.faces.quality import REASONS, QualitySettings, assess, pose
-from tests import faces_fixtures as ff
+from appliance.sim import faces_render as ff
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
-"""Test-only simulations of passenger-lane face captures, made from ``skimage.data.astronaut()``.
+"""Simulated passenger-lane face captures, made from ``skimage.data.astronaut()`` (public domain).
 
-These are NOT real presentation attacks and not real head motion: they are crude, deterministic
+Used by the face tests and by the passenger-lane simulator (``appliance/sim/passengers.py``);
+scikit-image is in the ``dev`` extra (what ``make demo`` and ``make test`` install), not in the
+appliance's runtime. These are NOT real presentation attacks and not real head motion: they are crude, deterministic
 renderings that exercise the code paths and put the thresholds somewhere sensible. Anything measured
 on them says nothing about a real lane's attack-detection rates.
 
@@ -23,8 +25,12 @@ from __future__ import annotations
 import functools
 import math
 
+from typing import Any
+
 import cv2
 import numpy as np
+
+from appliance.errors import SimulationError
 
 #: The astronaut's five dlib landmarks (x, y) in the 512x512 photo, measured once with the 5-point
 #: model and fixed here so the fixtures do not depend on the code they test.
@@ -33,9 +39,20 @@ ASTRONAUT_IOD = 43.0  # distance between the eye centres, px
 _PHOTO_CROP = (80, 0, 370, 350)  # x0, y0, x1, y1: the part of the photo that is "printed" / shown on a screen
 
 
+def _skimage_data() -> Any:
+    try:
+        from skimage import data
+    except ImportError as exc:  # pragma: no cover - the dev extra installs it
+        raise SimulationError(
+            "simulated faces need scikit-image (skimage.data.astronaut): install the dev extra "
+            "(`pip install -e .[dev]`, which `make demo` and `make test` do)"
+        ) from exc
+    return data
+
+
 @functools.lru_cache(maxsize=1)
 def _astronaut_bgr() -> np.ndarray:
-    from skimage import data
+    data = _skimage_data()
 
     bgr = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     bgr.setflags(write=False)
@@ -245,9 +262,38 @@ def side_by_side() -> np.ndarray:
     return np.ascontiguousarray(np.hstack([img, img]))
 
 
+def other_face(index: int, size: int = 200) -> np.ndarray:
+    """Another person: face ``index`` (0..99) of ``skimage.data.lfw_subset()`` (25 x 25 grey crops from
+    Labeled Faces in the Wild), upscaled to ``size`` px on a grey 320 x 320 canvas, BGR. Blurry, but
+    dlib finds most of them (89 of the first 100 at upsample 0) and their descriptors lie 0.7-0.9
+    from the astronaut's: impostors and watchlist entries for the simulator."""
+    if not 0 <= index < 100:
+        raise ValueError("other_face: index must be 0..99 (the face half of lfw_subset)")
+    grey = (_skimage_data().lfw_subset()[index] * 255).astype(np.uint8)
+    big = cv2.resize(grey, (size, size), interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((320, 320), 128, np.uint8)
+    off = (320 - size) // 2
+    canvas[off:off + size, off:off + size] = big
+    return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR)
+
+
+def other_face_sequence(index: int, n: int = 8, seed: int = 3) -> list[np.ndarray]:
+    """``other_face`` on a 640 x 480 wall, moving slightly, with sensor noise."""
+    rng = np.random.default_rng(seed)
+    wall = _wall(rng)
+    face = other_face(index).astype(np.float32)
+    frames = []
+    for k in range(n):
+        t = k / max(1, n - 1)
+        shift = np.array([[1, 0, 160 + 6 * math.sin(2 * math.pi * t)],
+                          [0, 1, 80 + 4 * math.cos(2 * math.pi * t)], [0, 0, 1]], np.float64)
+        frames.append(_composite(wall, face, shift, rng))
+    return frames
+
+
 def landscape() -> np.ndarray:
     """A faceless outdoor-ish scene: sky gradient, hills, grass texture (BGR)."""
-    from skimage import data
+    data = _skimage_data()
 
     h, w = 360, 640
     ys = np.linspace(0, 1, h, dtype=np.float32)[:, None]
