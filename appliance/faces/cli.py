@@ -13,7 +13,7 @@ from pathlib import Path
 from appliance.config import AppConfig, load_config
 from appliance.errors import ApplianceError
 from appliance.faces.crypto import FaceKey, face_key_path
-from appliance.faces.templates import TemplateStore
+from appliance.faces.templates import TemplateKind, TemplateStore
 
 
 def _config(args: argparse.Namespace) -> AppConfig:
@@ -44,7 +44,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     from appliance.lanes.passenger_run import open_face_model
 
     config = _config(args)
-    kind = "watchlist" if args.watchlist else "reference"
+    kind: TemplateKind = "watchlist" if args.watchlist else "reference"
     ttl_s = config.faces.template_retention_days * 86400
     with _store(config) as store:
         key = store.key

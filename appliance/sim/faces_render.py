@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import math
-
 from typing import Any
 
 import cv2
@@ -100,7 +99,7 @@ def live_sequence(n: int = 8, parallax: float = 0.14, seed: int = 0) -> list[np.
         angle = 1.5 * math.sin(2 * math.pi * t)
         scale = 1.0 + 0.02 * math.sin(math.pi * t)
         m = cv2.getRotationMatrix2D((224.0, 140.0), angle, scale)
-        m[:, 2] += (3.0 * math.sin(2 * math.pi * t), 2.0 * math.cos(2 * math.pi * t))
+        m[:, 2] += np.array([3.0 * math.sin(2 * math.pi * t), 2.0 * math.cos(2 * math.pi * t)])
         img = cv2.warpAffine(img, m, (512, 512), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         frames.append(_noise(img, rng))
     return frames

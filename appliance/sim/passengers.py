@@ -150,7 +150,7 @@ def render_card(payload: str, rng: np.random.Generator, unreadable: bool = False
     surface = np.full((720, 960, 3), 48, np.uint8)
     angle = float(rng.uniform(-4, 4))
     m = cv2.getRotationMatrix2D((card_w / 2, card_h / 2), angle, 1.0)
-    m[:, 2] += (480 - card_w / 2 + rng.uniform(-20, 20), 360 - card_h / 2 + rng.uniform(-15, 15))
+    m[:, 2] += np.array([480 - card_w / 2 + rng.uniform(-20, 20), 360 - card_h / 2 + rng.uniform(-15, 15)])
     warped = cv2.warpAffine(page, m, (960, 720), borderMode=cv2.BORDER_CONSTANT, borderValue=(48, 48, 48))
     mask = cv2.warpAffine(np.full((card_h, card_w), 255, np.uint8), m, (960, 720))
     out = np.where(mask[..., None] > 127, warped, surface)
@@ -209,8 +209,8 @@ def simulate_passengers(out_dir: Path, passengers: int, seed: int, *, scenarios:
     for name in ("cameras", "kiosk", "enrol/watchlist", "docreader.src", "docreader"):
         (out_dir / name).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 2026])
-    per_passage = int(round((CAPTURE_S + GAP_S) * FPS))
-    capture_n = int(round(CAPTURE_S * FPS)) - 1
+    per_passage = round((CAPTURE_S + GAP_S) * FPS)
+    capture_n = round(CAPTURE_S * FPS) - 1
     video = out_dir / "cameras" / "face.mp4"
     writer = cv2.VideoWriter(str(video), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
     if not writer.isOpened():
@@ -223,7 +223,7 @@ def simulate_passengers(out_dir: Path, passengers: int, seed: int, *, scenarios:
             pid = f"P{i:04d}"
             payload, id_number = cccd_payload(rng, valid=scenario != "invalid_document")
             t0 = start_time + i * per_passage / FPS
-            kiosk_ms = int(round((t0 + 0.05) * 1000))
+            kiosk_ms = round((t0 + 0.05) * 1000)
             card = render_card(payload, rng, unreadable=scenario == "unreadable_document")
             cv2.imwrite(str(out_dir / "kiosk" / f"{kiosk_ms}_{pid}.png"), card)
             _write_references(out_dir, scenario, id_number, i)
