@@ -67,7 +67,7 @@ def init_store(config: AppConfig) -> Store:
 
 def init_manifest(config: AppConfig) -> ManifestIndex:
     if config.manifest.file is None:
-        if config.inbound is None:
+        if config.inbound is None and any(lane.kind == "cargo" for lane in config.lanes):
             log.warning("no pre-arrival manifest configured: every crossing will be held (no_manifest_entry)")
         return ManifestIndex()
     index = ManifestIndex(load_manifest_file(config.manifest.file))

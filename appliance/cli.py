@@ -123,6 +123,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(format_outbox_bench(bench_outbox(crossings=args.crossings or 3000, broker_port=args.broker_port,
                                                rate=args.rate, latency_seconds=args.latency_seconds)))
         return 0
+    if args.what == "passenger":
+        from appliance.bench.passenger import bench_passenger
+
+        print(bench_passenger(passengers=args.passengers, watchlist_size=args.watchlist_size))
+        return 0
     if args.what == "models":
         from appliance.bench.models import bench_models, format_models_bench
 
@@ -131,7 +136,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from appliance.bench.lane import bench_lane
 
     if args.what != "lane":
-        raise ApplianceError(f"unknown benchmark {args.what!r}; available: lane, models, outbox, ui")
+        raise ApplianceError(f"unknown benchmark {args.what!r}; available: lane, models, outbox, passenger, ui")
     print(bench_lane(seconds=args.seconds, width=args.width, height=args.height))
     return 0
 
@@ -203,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="speed and memory benchmarks")
-    p.add_argument("what", choices=["lane", "models", "outbox", "ui"])
+    p.add_argument("what", choices=["lane", "models", "outbox", "passenger", "ui"])
     p.add_argument("--seconds", type=float, default=20.0, help="lane: length of the simulated video")
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--height", type=int, default=1080)
@@ -214,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=50.0, help="outbox: crossings per second for the latency run")
     p.add_argument("--latency-seconds", type=float, default=4.0, help="outbox: length of the latency run")
     p.add_argument("--runs", type=int, default=20, help="models: timed runs per model and provider")
+    p.add_argument("--passengers", type=int, default=36, help="passenger: simulated passages")
+    p.add_argument("--watchlist-size", type=int, default=100_000, help="passenger: face watchlist templates")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("outbox", help="delivery state of the verdict outbox per sink")

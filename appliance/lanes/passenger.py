@@ -22,7 +22,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +44,7 @@ from appliance.verdicts.watchlist import WatchlistIndex
 log = logging.getLogger(__name__)
 
 MAX_FRAMES = 8  # face frames judged per passage (evenly spread over the capture)
+TIMINGS_KEPT = 1000
 
 
 class FaceLike(Protocol):
@@ -128,6 +131,16 @@ class PassengerLane:
         self.on_passage = on_passage
         self.roles = {s.id: s.role for s in lane.sources}
         self._open: Passage | None = None
+        #: Milliseconds per step of the most recent passages (for `appliance bench passenger` and /metrics).
+        self.timings: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=TIMINGS_KEPT))
+
+    @contextmanager
+    def _timed(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[step].append(1000 * (time.perf_counter() - started))
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -139,7 +152,8 @@ class PassengerLane:
         if role == "kiosk":
             # Every scan the kiosk drops is a document presented, readable or not.
             done += self._close()
-            document = self._document(frame.image)
+            with self._timed("document"):
+                document = self._document(frame.image)
             self._open = Passage(f"{self.lane.id}-{uuid.uuid4().hex[:12]}", self.lane.id, frame.ts, document)
         elif role == "face" and self._open is not None:
             self._open.frames.append((frame.ts, frame.image))
@@ -184,11 +198,12 @@ class PassengerLane:
         judged = _spread(passage.frames, MAX_FRAMES)
         one_face: list[tuple[np.ndarray, Any]] = []
         most_faces = 0
-        for _, image in judged:
-            found = list(self.faces.find(image))
-            most_faces = max(most_faces, len(found))
-            if len(found) == 1:
-                one_face.append((image, found[0]))
+        with self._timed("find"):
+            for _, image in judged:
+                found = list(self.faces.find(image))
+                most_faces = max(most_faces, len(found))
+                if len(found) == 1:
+                    one_face.append((image, found[0]))
         quality_reasons: tuple[str, ...] = ()
         live: bool | None = None
         liveness_reasons: tuple[str, ...] = ()
@@ -196,20 +211,25 @@ class PassengerLane:
         match = watch = None
         crop_sha = None
         if one_face and most_faces <= self.config.max_faces:
-            ranked = sorted(((self.faces.quality(img, face), img, face) for img, face in one_face),
-                            key=lambda q: (q[0][0], q[0][2]), reverse=True)
+            with self._timed("quality"):
+                ranked = sorted(((self.faces.quality(img, face), img, face) for img, face in one_face),
+                                key=lambda q: (q[0][0], q[0][2]), reverse=True)
             (usable, reasons, sharpness), best_image, best_face = ranked[0]
             quality_reasons = () if usable else reasons
             scores["sharpness"] = round(float(sharpness), 2)
-            live, liveness_reasons, live_scores = self.faces.liveness(one_face)
+            with self._timed("liveness"):
+                live, liveness_reasons, live_scores = self.faces.liveness(one_face)
             scores.update({f"liveness_{k}": round(float(v), 4) for k, v in live_scores.items()})
-            chip = self.faces.chip(best_image, best_face)
-            descriptor = self.embedder.embed([chip])[0]
+            with self._timed("embed"):
+                chip = self.faces.chip(best_image, best_face)
+                descriptor = self.embedder.embed([chip])[0]
             if reference is not None:
                 match = distance(descriptor, reference)
             if self.face_watchlist is not None:
-                watch = self.face_watchlist.nearest(descriptor)
-            crop_sha = self._keep_crop(chip, passage.id)
+                with self._timed("watchlist"):
+                    watch = self.face_watchlist.nearest(descriptor)
+            with self._timed("crop"):
+                crop_sha = self._keep_crop(chip, passage.id)
         facts = PassageFacts(
             document_read=document is not None,
             document_problem=None if document is None or document.ok else document.reason,
@@ -225,6 +245,7 @@ class PassengerLane:
             watchlist_distance=None if watch is None else round(watch, 4),
             scores=scores | {"decide_ms": round(1000 * (time.perf_counter() - started), 1)},
         )
+        self.timings["decide"].append(1000 * (time.perf_counter() - started))
         verdict = decide_passage(facts, self.config.match_threshold, self.config.watchlist_threshold,
                                  self.config.max_faces)
         log.info("lane %s: passage %s: %s (%s)", self.lane.id, passage.id, verdict.decision,

@@ -94,6 +94,7 @@ class PassengerTruth:
     id: str
     scenario: str
     id_number: str
+    name: str
     kiosk_ms: int
     capture_start: float
     capture_end: float
@@ -111,7 +112,8 @@ class PassengerSimulation:
 
 
 def cccd_payload(rng: np.random.Generator, valid: bool = True) -> tuple[str, str]:
-    """(payload, id number) of a CCCD QR; ``valid=False`` breaks the id's sex/year digits."""
+    """(payload, id number) of a CCCD QR (id|old id|name|birth|sex|address|issued); ``valid=False``
+    breaks the id's sex/year digits."""
     sex = "Nam" if rng.random() < 0.5 else "Nữ"
     year = int(rng.integers(1960, 2006))
     code = 2 * ((year - 1900) // 100) + (0 if sex == "Nam" else 1)
@@ -237,7 +239,7 @@ def simulate_passengers(out_dir: Path, passengers: int, seed: int, *, scenarios:
                 writer.write(frame)
             frames += len(shots)
             decision, reasons = EXPECTED[scenario]
-            truths.append(PassengerTruth(pid, scenario, id_number, kiosk_ms, t0 + 1 / FPS, t0 + CAPTURE_S,
+            truths.append(PassengerTruth(pid, scenario, id_number, payload.split("|")[2], kiosk_ms, t0 + 1 / FPS, t0 + CAPTURE_S,
                                          decision, reasons))
     finally:
         writer.release()

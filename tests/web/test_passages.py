@@ -298,10 +298,11 @@ def test_supervisor_and_admin_get_the_exact_jpeg_and_each_view_is_audited(env: E
 
 def test_no_audit_entry_no_image(env: Env) -> None:
     """The view is audited before the bytes leave: when the audit log refuses the entry, no image leaves."""
-    with env.store.transaction() as conn:
-        conn.execute("CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit down'); END")
     add_user(env.store, "supervisor", "supervisor")
     supervisor = login(TestClient(env.app, raise_server_exceptions=False), "supervisor")
+    assert supervisor.get("/passages/p-open/face").content == env.jpeg  # with the audit log up
+    with env.store.transaction() as conn:
+        conn.execute("CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit down'); END")
     resp = supervisor.get("/passages/p-open/face")
     assert resp.status_code == 500 and env.jpeg not in resp.content
 
