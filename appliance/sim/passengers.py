@@ -239,8 +239,8 @@ def simulate_passengers(out_dir: Path, passengers: int, seed: int, *, scenarios:
                 writer.write(frame)
             frames += len(shots)
             decision, reasons = EXPECTED[scenario]
-            truths.append(PassengerTruth(pid, scenario, id_number, payload.split("|")[2], kiosk_ms, t0 + 1 / FPS, t0 + CAPTURE_S,
-                                         decision, reasons))
+            truths.append(PassengerTruth(pid, scenario, id_number, payload.split("|")[2], kiosk_ms, t0 + 1 / FPS,
+                                         t0 + CAPTURE_S, decision, reasons))
     finally:
         writer.release()
     lane_path = out_dir / "lane.yaml"
