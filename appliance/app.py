@@ -214,8 +214,10 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
     return services
 
 
-def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: bool = True) -> Services:
-    """Simulate a lane (once per seed) and run the appliance on it in real time with the web UI."""
+def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: bool = True,
+             passengers: int = 12) -> Services:
+    """Simulate a cargo lane and a passenger lane (once per seed) and run the appliance on them in real
+    time with the web UI. ``passengers=0``: the cargo lane only."""
     import yaml
 
     from appliance.sim import simulate
@@ -234,6 +236,8 @@ def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: b
                 src["realtime"] = True  # replay at camera speed, as a live lane would run
             if src["type"] == "folder":
                 src["move_processed"] = False  # the demo can run again on the same files
+    if passengers > 0:
+        _add_demo_passenger_lane(data, workdir, passengers, seed)
     data["web"] = {"host": "127.0.0.1", "port": port}
     data["storage"] = {"path": str((workdir / "appliance.db").resolve()),
                        "evidence_dir": str((workdir / "evidence").resolve())}
@@ -242,5 +246,45 @@ def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: b
                          encoding="utf-8")
     from appliance.users_cli import create_demo_admin
 
-    create_demo_admin(load_config(demo_path))  # demo only: a fresh admin, its random password printed once
+    demo_config = load_config(demo_path)
+    create_demo_admin(demo_config)  # demo only: a fresh admin, its random password printed once
+    if passengers > 0:
+        _enrol_demo_passengers(demo_config, workdir / f"passengers-{seed}-{passengers}")
     return run_appliance(demo_path, serve=True, keep_serving=keep_serving)
+
+
+def _add_demo_passenger_lane(data: dict[str, Any], workdir: Path, passengers: int, seed: int) -> None:
+    """The simulated passenger lane (docs/FACES.md) beside the cargo lane, with a demo face key."""
+    from appliance.faces.crypto import FaceKey
+    from appliance.sim.passengers import reset_document_reader, simulate_passengers
+
+    sim_dir = (workdir / f"passengers-{seed}-{passengers}").resolve()
+    if not (sim_dir / "truth.json").is_file():
+        log.info("rendering the simulated passenger lane (%d passengers) into %s", passengers, sim_dir)
+        simulate_passengers(sim_dir, passengers, seed, overwrite=True)
+    reset_document_reader(sim_dir)  # the reader deletes each chip photo once read
+    lane = load_config(sim_dir / "lane.yaml").model_dump(mode="json")
+    for src in lane["lanes"][0]["sources"]:
+        if src["type"] == "video_file":
+            src["realtime"] = True
+    data["lanes"].append(lane["lanes"][0])
+    key_path = (workdir / "face.key").resolve()
+    if not key_path.is_file():
+        FaceKey.generate(key_path)  # demo only: a real box loads its key through systemd credentials
+    for stale in workdir.glob("faces.db*"):
+        stale.unlink()
+    data["faces"] = {**lane["faces"], "key_file": str(key_path), "store_path": str((workdir / "faces.db").resolve())}
+
+
+def _enrol_demo_passengers(config: AppConfig, sim_dir: Path) -> None:
+    from appliance.faces.crypto import FaceKey, face_key_path
+    from appliance.faces.embed import FaceEmbedder
+    from appliance.faces.enrol import Enroller
+    from appliance.faces.templates import TemplateStore
+    from appliance.lanes.passenger_run import open_face_model
+
+    key = FaceKey.load(face_key_path(config.faces.key_file))
+    with TemplateStore(config.faces.store_path, key) as store:
+        enroller = Enroller(FaceEmbedder(open_face_model(config)), store, key)
+        done, problems = enroller.enrol_folder(sim_dir / "enrol", config.faces.template_retention_days * 86400)
+    log.info("demo: enrolled %d simulated passenger template(s), %d refused", len(done), len(problems))

@@ -48,7 +48,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from appliance.app import run_demo
 
     run_demo(Path(args.workdir), vehicles=args.vehicles, seed=args.seed, port=args.port,
-             keep_serving=not args.exit_when_done)
+             keep_serving=not args.exit_when_done, passengers=args.passengers)
     return 0
 
 
@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vehicles", type=int, default=12)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--passengers", type=int, default=12, help="passengers on the simulated passenger lane (0: none)")
     p.add_argument("--exit-when-done", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -131,7 +131,10 @@ def _embed_baseline(jpegs: list[bytes], embedder: object) -> tuple[list[float], 
     ours: list[float] = []
     theirs: list[float] = []
     for jpeg in jpegs:
-        chip = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if decoded is None:
+            continue
+        chip = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
         t0 = time.perf_counter()
         embedder.embed([chip])  # type: ignore[attr-defined]
         ours.append(1000 * (time.perf_counter() - t0))
