@@ -159,7 +159,8 @@ def start_web(services: Services, host: str, port: int) -> threading.Thread:
 
     web = WebServices(services.store, services.config.site.gate, services.status,
                       auth=AuthSettings.from_config(services.config.web), manifest=services.manifest,
-                      thumbnails=services.thumbnails, timezone=services.config.site.timezone, models=services.registry)
+                      thumbnails=services.thumbnails, timezone=services.config.site.timezone, models=services.registry,
+                      face_crops=services.faces.templates.get_crop if services.faces is not None else None)
     server = uvicorn.Server(uvicorn.Config(create_app(web), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()

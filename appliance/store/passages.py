@@ -1,6 +1,8 @@
 """Passenger-lane passages in the store: the verdict, its reasons and facts, and its outbox event,
 written in one transaction (so a verdict is never stored without its event, nor sent without being
-stored). No biometric data: the face crop stays encrypted in the faces store, named by its sha256."""
+stored). No biometric data: the face crop stays encrypted in the faces store, named by its sha256.
+The web UI (appliance/web/passages.py) reads them back with ``page_passages``, ``passage_counts`` and
+``get_passage``; ``person_ref`` is never read back here."""
 
 from __future__ import annotations
 

@@ -218,12 +218,7 @@ def passages_router(store: Store, render: Render, face_crops: FaceCrops | None =
             return passage_page(request, user, p, lang, status_code=410 if gone else 404,
                                 face_error=FACE_GONE if gone else FACE_UNREADABLE)
         # The view is on the record before a byte of the face leaves (no entry: an error, no image).
-        resp = Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
-        try:
-            store.append_audit(user.username, AUDIT_VIEW, p.id, {"role": user.role, "crop_sha256": p.crop_sha256})
-        except Exception:
-            pass
-        return resp
+        store.append_audit(user.username, AUDIT_VIEW, p.id, {"role": user.role, "crop_sha256": p.crop_sha256})
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     return router

@@ -16,7 +16,7 @@ from appliance.eval.faces import evaluate_faces, read_face_pairs
 from appliance.eval.labels import LabelError
 from appliance.faces.crypto import FaceKey
 from appliance.faces.embed import FaceEmbedder
-from appliance.faces.enrol import Enroller, EnrolError
+from appliance.faces.enrol import EnrolError, Enroller
 from appliance.faces.pipeline import DlibFacePipeline
 from appliance.faces.templates import TemplateStore
 from appliance.inference.store import ModelStore
@@ -39,11 +39,11 @@ def test_enrol_refuses_photos_without_exactly_one_face(tmp_path: Path, enroller:
     cv2.imwrite(str(tmp_path / "wall.png"), np.full((300, 300, 3), 120, np.uint8))
     cv2.imwrite(str(tmp_path / "two.png"), np.hstack([fr.astronaut_bgr()[:, 75:375]] * 2))
     (tmp_path / "junk.jpg").write_bytes(b"not an image")
-    with pytest.raises(EnrolError, match="wall.png: no face found"):
+    with pytest.raises(EnrolError, match=r"wall\.png: no face found"):
         enroller.enrol(tmp_path / "wall.png", "001090012345", "reference", 3600)
-    with pytest.raises(EnrolError, match="two.png: 2 faces"):
+    with pytest.raises(EnrolError, match=r"two\.png: 2 faces"):
         enroller.enrol(tmp_path / "two.png", "001090012345", "reference", 3600)
-    with pytest.raises(EnrolError, match="junk.jpg: not a readable image"):
+    with pytest.raises(EnrolError, match=r"junk\.jpg: not a readable image"):
         enroller.enrol(tmp_path / "junk.jpg", "001090012345", "reference", 3600)
     assert enroller.templates.counts()["reference"] == 0
 
@@ -145,5 +145,5 @@ def test_eval_faces_label_errors_name_the_file_and_row(tmp_path: Path) -> None:
     with pytest.raises(LabelError, match=r"pairs.csv:5: same_person must be 0 or 1"):
         read_face_pairs(folder)
     (folder / "pairs.csv").write_text("img_a,img_b,same_person\nimages/nope.jpg,images/lfw_1.jpg,1\n")
-    with pytest.raises(LabelError, match="image images/nope.jpg not found"):
+    with pytest.raises(LabelError, match=r"image images/nope\.jpg not found"):
         evaluate_faces(folder)

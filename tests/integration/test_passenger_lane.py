@@ -156,7 +156,7 @@ def test_a_missing_face_key_stops_the_boot_with_a_clear_error(sim_dir: Path, tmp
     text = text.replace("key_file: face.key", f"key_file: {tmp_path / 'nope.key'}")
     text = text.replace("path: cameras", f"path: {sim_dir}/cameras").replace("path: kiosk", f"path: {sim_dir}/kiosk")
     config.write_text(text, encoding="utf-8")
-    with pytest.raises(FaceKeyError, match="nope.key"):
+    with pytest.raises(FaceKeyError, match=r"nope\.key"):
         run_appliance(config, serve=False, keep_serving=False)
 
 
