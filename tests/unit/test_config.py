@@ -102,3 +102,25 @@ def test_absolute_paths_stay_as_they_are(tmp_path: Path) -> None:
     path = tmp_path / "lane.yaml"
     path.write_text(GOOD.replace("path: cams/front.avi", "path: /srv/cams/front.avi"))
     assert load_config(path).lanes[0].sources[0].path == Path("/srv/cams/front.avi")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "site-example.yaml", "passenger-example.yaml"])
+def test_shipped_configs_parse(name: str) -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / name)
+    assert config.lanes
+
+
+def test_passenger_example_is_a_passenger_lane_with_face_privacy_settings() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "passenger-example.yaml")
+    assert [lane.kind for lane in config.lanes] == ["passenger"]
+    assert config.faces.key_file is None  # the key comes from systemd credentials
+    assert config.faces.crop_retention_days == 30
+
+
+def test_a_cargo_lane_cannot_have_a_face_camera_nor_a_passenger_lane_lack_one() -> None:
+    base = ("site: {gate: G, box_id: b}\nlanes:\n- id: l\n  kind: %s\n  sources:\n"
+            "  - {id: k, type: folder, role: kiosk, path: k}\n%s")
+    with pytest.raises(ConfigError, match="face"):
+        parse_config(base % ("cargo", "  - {id: f, type: usb, role: face, device: 0}\n"))
+    with pytest.raises(ConfigError, match="face"):
+        parse_config(base % ("passenger", ""))
