@@ -1,0 +1,1 @@
+"""X-ray: scanner ingest, calibration, anomaly and manifest-consistency scoring (docs/XRAY.md)."""
