@@ -1,4 +1,5 @@
-"""Command line: ``appliance run|demo|simulate|check-config|eval|bench|models|training|train|outbox|users|audit``."""
+"""Command line: ``appliance run|demo|simulate|check-config|eval|bench|models|training|train|outbox|users|audit``
+and ``appliance faces|calibrate``."""
 
 from __future__ import annotations
 
@@ -243,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.faces.cli import add_parsers as add_faces_parsers  # faces keygen|enrol|purge|forget|status
 
     add_faces_parsers(sub)
+    from appliance.xray.calibrate_cli import add_parsers as add_calibrate_parsers  # calibrate xray (camera: issue 8)
+
+    add_calibrate_parsers(sub)
     from appliance.users_cli import add_parsers as add_users_parsers  # users create-admin|list, audit verify
 
     add_users_parsers(sub)
