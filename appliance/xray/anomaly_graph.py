@@ -31,7 +31,7 @@ Every graph here is built with onnx.helper (no torch), byte-identical for the sa
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -62,7 +62,7 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def op(self, kind: str, inputs: list[str], base: str | None = None, **attrs: object) -> str:
+    def op(self, kind: str, inputs: list[str], base: str | None = None, **attrs: Any) -> str:
         out = self.name(base or kind.lower())
         self.nodes.append(helper.make_node(kind, inputs, [out], name=out, **attrs))
         return out
