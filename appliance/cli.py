@@ -244,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.faces.cli import add_parsers as add_faces_parsers  # faces keygen|enrol|purge|forget|status
 
     add_faces_parsers(sub)
+    from appliance.xray.sim_cli import add_parsers as add_xray_sim_parsers  # simulate-xray
+
+    add_xray_sim_parsers(sub)
     from appliance.xray.calibrate_cli import add_parsers as add_calibrate_parsers  # calibrate xray (camera: issue 8)
 
     add_calibrate_parsers(sub)

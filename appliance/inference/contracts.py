@@ -136,6 +136,16 @@ CONTRACTS: dict[str, TaskContract] = {
         ),
         outputs=(TensorContract("face descriptors", "(N,D)", rank=2),),
     ),
+    "xray-anomaly": TaskContract(
+        task="xray-anomaly",
+        used_by="appliance.xray.anomaly (heat map and score of a calibrated scan per goods class)",
+        inputs=(
+            TensorContract("high-energy attenuation", "(1,1,H,W)", rank=4, dims={0: 1, 1: 1}),
+            TensorContract("low-energy attenuation", "(1,1,H,W)", rank=4, dims={0: 1, 1: 1}),
+            TensorContract("goods class index into labels", "(1,)", rank=1, dtype="int64", dims={0: 1}),
+        ),
+        outputs=(TensorContract("anomaly heat map per cell", "(1,1,h,w)", rank=4, dims={1: 1}),),
+    ),
     "object-detection": TaskContract(
         task="object-detection",
         used_by="appliance train detector (YOLO, exported without NMS; candidates, no lane analyzer yet)",
