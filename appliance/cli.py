@@ -13,7 +13,7 @@ from appliance.errors import ApplianceError
 
 log = logging.getLogger("appliance")
 
-EVAL_TASKS = ("qr", "plates", "containers", "faces", "sim")
+EVAL_TASKS = ("qr", "plates", "containers", "faces", "sim", "xray")
 
 
 def _setup_logging(level: str) -> None:
@@ -93,6 +93,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             from appliance.eval.qr import evaluate_qr
 
             report = evaluate_qr(data)
+        elif args.task == "xray":
+            from appliance.eval.xray import evaluate_xray
+
+            report = evaluate_xray(data)
         elif args.task == "faces":
             from appliance.eval.faces import evaluate_faces
 
@@ -124,6 +128,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(format_outbox_bench(bench_outbox(crossings=args.crossings or 3000, broker_port=args.broker_port,
                                                rate=args.rate, latency_seconds=args.latency_seconds)))
         return 0
+    if args.what == "xray":
+        from appliance.bench.xray import bench_xray
+
+        print(bench_xray(runs=args.runs if args.runs != 20 else 5))
+        return 0
     if args.what == "passenger":
         from appliance.bench.passenger import bench_passenger
 
@@ -137,7 +146,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from appliance.bench.lane import bench_lane
 
     if args.what != "lane":
-        raise ApplianceError(f"unknown benchmark {args.what!r}; available: lane, models, outbox, passenger, ui")
+        raise ApplianceError(f"unknown benchmark {args.what!r}; available: lane, models, outbox, passenger, ui, xray")
     print(bench_lane(seconds=args.seconds, width=args.width, height=args.height))
     return 0
 
@@ -210,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="speed and memory benchmarks")
-    p.add_argument("what", choices=["lane", "models", "outbox", "passenger", "ui"])
+    p.add_argument("what", choices=["lane", "models", "outbox", "passenger", "ui", "xray"])
     p.add_argument("--seconds", type=float, default=20.0, help="lane: length of the simulated video")
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--height", type=int, default=1080)

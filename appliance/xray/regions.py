@@ -3,8 +3,8 @@
 A container is a tall box with a flat roof: along the scan, the first row that holds material
 (the "top" of each column) sits at the roof's height over the container's whole length, and lower
 over the cab, the gaps between containers and the chassis. ``find_containers`` finds the runs of
-columns whose top is at roof height, then the container's floor as the last row, going down from
-the roof, that most of those columns fill. The anomaly model looks only inside these boxes (the
+columns whose top is at roof height, then the bottom as the lowest row that most of those columns
+fill (the container's floor or the chassis beam under it). The anomaly model looks only inside these boxes (the
 cab's engine block is dense metal, not an anomaly).
 
 ``attenuation_from_image`` turns an 8/16-bit export without dark/air frames (e.g. a JPEG from a
@@ -19,7 +19,6 @@ import numpy as np
 Box = tuple[int, int, int, int]  # x, y, w, h in scan pixels
 
 MATERIAL = 0.15  # attenuation above which a pixel holds material (air and thin sheet stay under it)
-BODY = 0.05  # a container's body (even empty: corrugated steel walls) attenuates at least this much
 BLANK = 5.0  # attenuation of a pixel with no signal at all (an 8-bit 0): a blank panel, not a container
 
 
@@ -64,20 +63,11 @@ def find_containers(att: np.ndarray, min_length: float = 0.12, material: float =
 
 
 def _box(att: np.ndarray, x0: int, x1: int, roof: int, rows: int) -> Box:
-    """The run's box: from the roof down to the last row most of the run's columns fill (a faint, empty
-    container's body counts from BODY; a loaded one's from MATERIAL)."""
-    block = att[:, x0:x1]
-    body = float(np.median(block[roof + max(1, rows // 20): roof + max(2, rows * 2 // 5)]))
-    fill = (block > (BODY if body < 4 * BODY else MATERIAL)).mean(axis=1)
-    bottom = roof
-    gaps = 0
-    for y in range(roof, rows):
-        if fill[y] >= 0.6:
-            bottom, gaps = y, 0
-        else:
-            gaps += 1
-            if gaps > max(2, rows // 50):
-                break
+    """The run's box: from the roof down to the lowest row that most of the run's columns fill (the
+    container's floor, or the chassis beam under it; the wheels below fill only a few columns)."""
+    fill = (att[:, x0:x1] > MATERIAL).mean(axis=1)
+    filled = np.flatnonzero(fill[roof:] >= 0.6)
+    bottom = roof + int(filled[-1]) if filled.size else roof
     return (x0, roof, x1 - x0, bottom - roof + 1)
 
 
@@ -116,3 +106,11 @@ def match_boxes(found: list[Box], truth: list[Box], threshold: float = 0.5) -> t
         best[j] = value
     tp = sum(1 for v in best if v >= threshold)
     return tp, len(found) - tp, best
+
+
+def cargo_interior(box: Box, end_margin: float = 0.04, roof_margin: float = 0.06, floor_margin: float = 0.22) -> Box:
+    """The part of a found container box where the load is: without the end walls and corner posts,
+    the roof rail, and the floor, deck and chassis that the found box reaches down to."""
+    x, y, w, h = box
+    dx, top, bottom = round(w * end_margin), round(h * roof_margin), round(h * floor_margin)
+    return (x + dx, y + top, max(1, w - 2 * dx), max(1, h - top - bottom))
