@@ -73,9 +73,12 @@ class _Graph:
                        count_include_pad=0)
 
     def conv(self, x: str, kernel: np.ndarray) -> str:
+        """Same-size convolution; the border is extended (edge padding), so an image's edge is no edge."""
         k = kernel.shape[0]
-        return self.op("Conv", [x, self.const("k", kernel.reshape(1, 1, k, k).astype(np.float32))], "conv",
-                       pads=[k // 2] * 4)
+        p = k // 2
+        padded = self.op("Pad", [x, self.const("pads", np.array([0, 0, p, p, 0, 0, p, p], np.int64))], "pad",
+                         mode="edge")
+        return self.op("Conv", [padded, self.const("k", kernel.reshape(1, 1, k, k).astype(np.float32))], "conv")
 
 
 def _features(g: _Graph, high: str, low: str) -> str:
