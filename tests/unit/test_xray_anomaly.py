@@ -63,7 +63,7 @@ def test_the_container_finder_finds_simulated_containers(sim: SimScanner) -> Non
     for i in range(6):
         scan = sim.scan(random_spec(rng, containers=("40",)), 300 + i)
         boxes = find_containers(scan.high)
-        tp, _, best = match_boxes(boxes, container_boxes(scan.truth), threshold=0.5)
+        tp, _, _ = match_boxes(boxes, container_boxes(scan.truth), threshold=0.5)
         found, total = found + tp, total + 1
         cab = scan.truth["vehicle"]["cab_bbox"]
         assert all(iou(tuple(cab), b) < 0.1 for b in boxes), "the cab is not a container"
