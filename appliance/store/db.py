@@ -288,6 +288,32 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX passages_by_time ON passages (started_at);
     """,
+    # 8: X-ray results (appliance/xray/results.py): one row per scan, hash-addressed by its raw bytes, tied to
+    # the crossing it belongs to (or to none, with the reason), the anomaly and consistency results, the
+    # evidence image, and the DICOS-TDR-shaped report that was published
+    """
+    CREATE TABLE xray_results (
+        scan_id TEXT PRIMARY KEY,
+        scanner_id TEXT NOT NULL,
+        lane_id TEXT,
+        scanned_at REAL NOT NULL,
+        received_at REAL NOT NULL,
+        crossing_id TEXT,
+        match TEXT NOT NULL CHECK (match IN ('container', 'plate', 'none')),
+        match_detail TEXT NOT NULL,
+        alarm INTEGER NOT NULL,
+        score REAL NOT NULL,
+        threshold REAL NOT NULL,
+        goods TEXT,
+        findings_json TEXT NOT NULL,
+        consistency_json TEXT,
+        models_json TEXT NOT NULL,
+        evidence_sha256 TEXT REFERENCES evidence (sha256),
+        tdr_json TEXT NOT NULL
+    );
+    CREATE INDEX xray_results_by_crossing ON xray_results (crossing_id);
+    CREATE INDEX xray_results_by_time ON xray_results (scanned_at);
+    """,
 ]
 
 
