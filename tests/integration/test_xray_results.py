@@ -1,4 +1,4 @@
-"""A scanner drop, end to end: simulated export -> ingest -> calibration -> anomaly score -> crossing -> store + TDR event.
+"""A scanner drop end to end: simulated export, ingest, calibration, anomaly score, crossing, store and TDR event.
 
 Real files (16-bit PNGs + sidecars written by the simulator), the real calibration, a real ONNX Runtime
 session of a small fitted model, real SQLite with its outbox; nothing mocked.
