@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from appliance.inference.registry import ModelRegistry
     from appliance.inference.watcher import ModelWatcher
     from appliance.lanes.passenger_run import FaceServices
+    from appliance.xray.results import XrayProcessor
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Services:
     registry: ModelRegistry | None = None  # which model versions serve (appliance models activate|rollback|shadow)
     watcher: ModelWatcher | None = None  # follows the registry: hot swap and shadow, off the lane threads
     faces: FaceServices | None = None  # face key, encrypted templates, face watchlist (passenger lanes only)
+    xray: XrayProcessor | None = None  # the lane's X-ray scanner (config.xray)
 
 
 def init_store(config: AppConfig) -> Store:
@@ -100,8 +102,10 @@ def init_services(config: AppConfig) -> Services:
         watcher = ModelWatcher(registry, readers.models, interval_s=m.watch_interval_s, shadow_every=m.shadow_every,
                                shadow_queue=m.shadow_queue,
                                options=session_options(config), on_change=refresh_models)
+    from appliance.xray.run import init_xray
+
     return Services(config, store, manifest, analyzer, status=status, watchlist=watchlist, registry=registry,
-                    watcher=watcher, faces=faces)
+                    watcher=watcher, faces=faces, xray=init_xray(config, store))
 
 
 def open_lane_sources(lane: LaneConfig) -> list[Source]:
@@ -188,12 +192,15 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
     try:
         web = start_web(services, config.web.host, config.web.port) if serve else None
         from appliance.lanes.passenger_run import run_passenger_lane
+        from appliance.xray.run import run_xray
 
         lanes = [
             threading.Thread(target=run_passenger_lane if lane.kind == "passenger" else run_lane,
                              args=(lane, services), name=f"lane-{lane.id}", daemon=True)
             for lane in config.lanes
         ]
+        if services.xray is not None:
+            lanes.append(threading.Thread(target=run_xray, args=(services,), name="xray", daemon=True))
         for thread in lanes:
             thread.start()
         for thread in lanes:

@@ -266,6 +266,27 @@ class FacesConfig(Strict):
     )
 
 
+class XrayConfig(Strict):
+    """The drive-through X-ray scanner of this lane: its drop folder, calibration and model (docs/XRAY.md)."""
+
+    drop_dir: Path = Field(description="Folder the scanner drops its exports into (sidecar + images, or DICOM).")
+    follow: bool = Field(default=True, description="Keep watching the folder (False: drain it and stop).")
+    calibration_dir: Path = Field(
+        default=Path("calibration/xray"),
+        description="Where `appliance calibrate xray` wrote each scanner's calibration (<dir>/<scanner id>/).",
+    )
+    model: str = Field(
+        default="sim-knn", pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        description="The xray-anomaly model in the model store (models/xray-anomaly/<name>); "
+        "`appliance train xray-anomaly` makes one.",
+    )
+    window_s: float = Field(default=3600, gt=0, description="A scan belongs to a crossing at most this far in time.")
+    default_utc_offset_h: float | None = Field(
+        default=7, ge=-14, le=14,
+        description="UTC offset of scanner timestamps that carry none (Vietnam: 7); null refuses such scans.",
+    )
+
+
 class ManifestConfig(Strict):
     file: Path | None = Field(
         default=None, description="Pre-arrival manifest JSON file (until central pushes them)."
@@ -484,6 +505,7 @@ class AppConfig(Strict):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     faces: FacesConfig = Field(default_factory=FacesConfig)
+    xray: XrayConfig | None = Field(default=None, description="The lane's X-ray scanner; absent: none.")
     inbound: InboundConfig | None = Field(
         default=None, description="Subscription to central's manifests and watchlists; absent: none."
     )
@@ -539,6 +561,9 @@ def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
     data["faces"]["document_reader_dir"] = fix(data["faces"]["document_reader_dir"])
     if data["models"]["root"]:
         data["models"]["root"] = fix(data["models"]["root"])
+    if data["xray"]:
+        data["xray"]["drop_dir"] = fix(data["xray"]["drop_dir"])
+        data["xray"]["calibration_dir"] = fix(data["xray"]["calibration_dir"])
     data["models"]["trusted_keys"] = [fix(k) for k in data["models"]["trusted_keys"]]
     data["publish"]["signing_key"] = fix(data["publish"]["signing_key"])
     for sink in data["publish"]["sinks"]:
@@ -618,5 +643,8 @@ def verify_paths(cfg: AppConfig, where: str = "<config>") -> None:
     for k, key in enumerate(cfg.models.trusted_keys):
         if not key.is_file():
             problems.append(f"{where}: models.trusted_keys.{k}: public key {key} not found")
+    if cfg.xray is not None and not cfg.xray.drop_dir.is_dir():
+        problems.append(f"{where}: xray.drop_dir: X-ray drop folder {cfg.xray.drop_dir} not found (create it for "
+                        "the scanner)")
     if problems:
         raise ConfigError("configuration names missing files:\n  " + "\n  ".join(problems))

@@ -55,6 +55,21 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_xray_anomaly(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from appliance.inference.store import DEFAULT_ROOT
+    from appliance.training.xray_anomaly import train_xray_anomaly
+
+    folder, metrics = train_xray_anomaly(args.head, args.scans_per_class, args.seed, args.name,
+                                         Path(args.root) if args.root else DEFAULT_ROOT,
+                                         Path(args.key) if args.key else None, args.eval_per_class)
+    print(f"wrote {folder} ({'signed' if args.key else 'unsigned'})")
+    for name, value in metrics.items():
+        print(f"  {name}: {value}")
+    return 0
+
+
 def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     """The ``train`` command and its sub-commands (today: ``detector``)."""
     train = sub.add_parser("train", help="train a model on an exported dataset (needs the train extra)")
@@ -91,3 +106,20 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
         help="keep ultralytics' run (weights, results.csv) and the package here (default: a temporary folder, removed)",
     )
     p.set_defaults(func=cmd_train_detector)
+
+    p = tsub.add_parser(
+        "xray-anomaly",
+        help="fit the X-ray anomaly model on simulated normal scans (no torch), export ONNX into the store",
+        description="Render normal scans of every goods class with the simulator, calibrate them, fit the normal "
+        "model per class, set the alarm threshold on clean validation scans, measure on the held-out simulated "
+        "set and write the package as the next version of xray-anomaly/NAME (signed with --key).",
+    )
+    p.add_argument("--head", choices=["knn", "gaussian"], default="knn", help="normal model (default: knn)")
+    p.add_argument("--scans-per-class", type=int, default=6, help="normal scans per goods class to fit (default: 6)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    p.add_argument("--name", default="sim-knn", help="model name in the store (default: sim-knn)")
+    p.add_argument("--root", default=None, help="model store folder (default: the project's models/)")
+    p.add_argument("--key", help="sign the package with this Ed25519 private key (PEM)")
+    p.add_argument("--eval-per-class", type=int, default=4,
+                   help="held-out simulated scans per class and anomaly type to measure (0: skip)")
+    p.set_defaults(func=cmd_train_xray_anomaly)

@@ -153,3 +153,27 @@ def write_package(folder: Path, model: NormalModel, threshold: float, report: di
     (folder / "manifest.yaml").write_text(header + yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True),
                                           encoding="utf-8")
     return folder
+
+
+def train_xray_anomaly(head: Head, scans_per_class: int, seed: int, name: str, root: Path, key: Path | None,
+                       eval_per_class: int) -> tuple[Path, dict[str, float]]:
+    """Fit, measure on the held-out simulated set, write the package as the next version in ``root``, sign it."""
+    from appliance.eval.xray_sim import evaluate_sim_xray
+
+    model, threshold, report = fit_from_simulation(head, scans_per_class, seed)
+    metrics: dict[str, float] = {}
+    if eval_per_class > 0:
+        result = evaluate_sim_xray(scorer_for(model, 1.0, threshold), per_class=eval_per_class)
+        metrics = {f"sim_auroc_{k}": round(v, 4) for k, v in result.auroc.items()}
+        metrics["sim_alarms_per_100_clean"] = round(result.alarms_per_100_clean, 2)
+    base = root / "xray-anomaly" / name
+    versions = [int(p.name) for p in base.glob("*") if p.name.isdigit()] if base.is_dir() else []
+    version = str(max(versions, default=0) + 1)
+    command = (f"appliance train xray-anomaly --head {head} --scans-per-class {scans_per_class} --seed {seed} "
+               f"--name {name}")
+    folder = write_package(base / version, model, threshold, report, command, name, version, metrics, seed=seed)
+    if key is not None:
+        from appliance.inference.signing import sign_package
+
+        sign_package(folder, key)
+    return folder, metrics
