@@ -65,7 +65,7 @@ def test_an_xray_section_needs_its_drop_folder_and_a_valid_model(models: Path, t
             f"models: {{root: {models}, allow_unsigned: %s}}\n"
             "xray: {drop_dir: %s, model: tiny, follow: false}\nstorage: {path: gate.db, evidence_dir: ev}\n")
     config.write_text(base % ("true", tmp_path / "nope"), encoding="utf-8")
-    with pytest.raises(ConfigError, match="X-ray drop folder .*nope not found"):
+    with pytest.raises(ConfigError, match=r"X-ray drop folder .*nope not found"):
         verify_paths(load_config(config), str(config))
     (tmp_path / "drops").mkdir()
     config.write_text(base % ("false", tmp_path / "drops"), encoding="utf-8")
