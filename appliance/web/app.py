@@ -40,6 +40,7 @@ from appliance.web.review import review_router
 from appliance.web.search import search_router
 from appliance.web.security import SecurityHeaders, visible_controls
 from appliance.web.status import status_router
+from appliance.web.xray import xray_router
 
 if TYPE_CHECKING:
     from appliance.inference.registry import ModelRegistry
@@ -117,6 +118,7 @@ def create_app(services: WebServices) -> FastAPI:
     app.include_router(status_router(store, services.gate, services.status, services.thumbnails, render))
     app.include_router(models_router(services.models, render))  # /models: model engineers and admins
     app.include_router(passages_router(store, render, services.face_crops))  # /passages; face crops: supervisors
+    app.include_router(xray_router(store, render))  # /xray: scans, their evidence images and TDRs (inspectors)
 
     def check_decision(decision: str | None) -> str | None:
         if decision is not None and decision not in _DECISIONS:

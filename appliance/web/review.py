@@ -19,11 +19,11 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from appliance.publish.decision_events import DecisionEventBuilder
-from appliance.store import decisions, review_queue
+from appliance.store import decisions, review_queue, xray_results
 from appliance.store.db import Store
 from appliance.store.review_queue import QueueRow
 from appliance.verdicts.manifest import ManifestIndex
-from appliance.web import localtime, review_view
+from appliance.web import localtime, review_view, xray
 from appliance.web.auth import InspectorUser, ModelEngineerUser, require_role
 from appliance.web.i18n import LANGUAGES, translator
 
@@ -101,6 +101,7 @@ def review_router(store: Store, render: Render, events: DecisionEventBuilder,
         prev_id, next_id = review_queue.neighbours(store, q)
         return render(request, "crossing.html", lang, status_code=status_code, c=c, q=q, review=review,
                       history=history, when=review_view.when, prev_id=prev_id, next_id=next_id,
+                      xray=xray.scan_views(store, xray_results.for_crossing(store, crossing_id), lang),
                       started=review_view.when(c.started_at), ended=review_view.when(c.ended_at), **extra)
 
     @router.get("/crossings/{crossing_id}", response_class=HTMLResponse, dependencies=inspector)
