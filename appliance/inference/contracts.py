@@ -112,6 +112,13 @@ def _chip_size(manifest: ModelManifest) -> int:
     return size
 
 
+def _label_count(manifest: ModelManifest) -> int:
+    """One value per class of ``manifest.labels``."""
+    if not manifest.labels:
+        raise ModelError(f"a {manifest.task} manifest must list its class names in labels")
+    return len(manifest.labels)
+
+
 CONTRACTS: dict[str, TaskContract] = {
     "text-detection": TaskContract(
         task="text-detection",
@@ -145,6 +152,15 @@ CONTRACTS: dict[str, TaskContract] = {
             TensorContract("goods class index into labels", "(1,)", rank=1, dtype="int64", dims={0: 1}),
         ),
         outputs=(TensorContract("anomaly heat map per cell", "(1,1,h,w)", rank=4, dims={1: 1}),),
+    ),
+    "xray-consistency": TaskContract(
+        task="xray-consistency",
+        used_by="appliance.xray.consistency (declared goods and quantity vs the load descriptor of a calibrated scan)",
+        inputs=(TensorContract("load descriptors", "(N,D)", rank=2),),
+        outputs=(
+            TensorContract("goods class probabilities", "(N,len(labels))", rank=2, dims={1: _label_count}),
+            TensorContract("estimated quantity per goods class", "(N,len(labels))", rank=2, dims={1: _label_count}),
+        ),
     ),
     "object-detection": TaskContract(
         task="object-detection",

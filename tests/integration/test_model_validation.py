@@ -356,7 +356,8 @@ def test_unknown_task_lists_the_known_ones(package: Path, policy: ValidationPoli
     sign_package(package, keys["private"])  # a trusted builder signed a bad model
     refused(package, policy, "contract",
             "no I/O contract for task 'tea-leaf-reading'; "
-            "known tasks: face-embedding, object-detection, text-detection, text-recognition, xray-anomaly")
+            "known tasks: face-embedding, object-detection, text-detection, text-recognition, xray-anomaly, "
+            "xray-consistency")
 
 
 def test_check_contract_directly() -> None:
