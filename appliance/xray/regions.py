@@ -38,7 +38,9 @@ def find_containers(att: np.ndarray, min_length: float = 0.12, material: float =
     small = cv2.resize(att, (max(1, cols // k), max(1, rows // k)), interpolation=cv2.INTER_AREA)
     solid = cv2.morphologyEx((small > material).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     r, c = solid.shape
-    blank_cols = (small >= BLANK).mean(axis=0) > 0.5  # no signal at all (a panel beside the image)
+    # No signal at all over (almost) the whole height: a blank panel beside the image. A container of dense
+    # goods starves the detector over its load, never above its roof.
+    blank_cols = (small >= BLANK).mean(axis=0) > 0.9
     has = solid.any(axis=0) & ~blank_cols
     top = np.where(has, solid.argmax(axis=0), r)
     tops = top[has]
@@ -55,7 +57,7 @@ def find_containers(att: np.ndarray, min_length: float = 0.12, material: float =
         if inside and start is None:
             start = x
         elif not inside and start is not None:
-            blank = float((small[:, start:x] >= BLANK).mean())
+            blank = float(blank_cols[start:x].mean())
             if x - start >= min_length * c and blank < 0.5:
                 boxes.append(_box(small, start, x, int(roof), r))
             start = None

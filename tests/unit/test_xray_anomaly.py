@@ -103,3 +103,18 @@ def test_unknown_goods_fall_back_to_the_mixed_class(sim: SimScanner) -> None:
         size=(500, len(FEATURES)))], "parcels": [np.random.default_rng(2).normal(size=(500, len(FEATURES)))]}, {})
     scorer = scorer_for(model, 1.0, threshold=1.0)
     assert scorer.goods_index("fruit") == 0 and scorer.goods_index("durian-ish") == 1 and scorer.goods_index(None) == 1
+
+
+def test_a_container_of_dense_goods_is_a_container_not_a_blank_panel() -> None:
+    """Starved load (attenuation 8) under an ordinary roof; a truly blank panel (no signal top to bottom) beside it."""
+    att = np.zeros((300, 1200), np.float32)
+    att[40:44, 300:1100] = 1.0  # roof rail
+    att[40:260, 300:306] = att[40:260, 1094:1100] = 1.5  # end walls
+    att[44:250, 306:1094] = 0.3  # side walls
+    att[80:250, 306:1094] = 8.0  # two-high bags of fertiliser, starved over more than half the height
+    att[250:262, 280:1120] = 2.0  # floor and chassis beam
+    att[:, :120] = 8.0  # a blank panel: no signal over the whole height
+    boxes = find_containers(att)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    assert abs(x - 300) <= 8 and abs(x + w - 1100) <= 8 and y <= 44 and y + h >= 250
