@@ -280,6 +280,15 @@ class XrayConfig(Strict):
         description="The xray-anomaly model in the model store (models/xray-anomaly/<name>); "
         "`appliance train xray-anomaly` makes one.",
     )
+    consistency_model: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        description="The xray-consistency model (declared goods and quantity vs the image); absent: not checked. "
+        "`appliance train xray-consistency` makes one.",
+    )
+    pixel_m: tuple[float, float] = Field(
+        default=(0.003, 0.004),
+        description="Metres per pixel of this scanner (row, column) at the object, unless a scan's sidecar says.",
+    )
     window_s: float = Field(default=3600, gt=0, description="A scan belongs to a crossing at most this far in time.")
     default_utc_offset_h: float | None = Field(
         default=7, ge=-14, le=14,

@@ -15,7 +15,8 @@ from appliance.eval.report import EvalReport
 from appliance.xray.anomaly import AnomalyScorer
 
 
-def evaluate_xray(folder: Path, per_class: int = 4, fit_scans: int = 6) -> EvalReport:
+def evaluate_xray(folder: Path, per_class: int = 4, fit_scans: int = 6, consistency_fit_scans: int = 10,
+                  consistency_per_class: int = 4) -> EvalReport:
     from appliance.bench.xray import _scorer
     from appliance.eval.xray_real import evaluate_baggage, evaluate_cargo_scans, patch_scorer
     from appliance.eval.xray_sim import evaluate_sim_xray
@@ -44,6 +45,9 @@ def evaluate_xray(folder: Path, per_class: int = 4, fit_scans: int = 6) -> EvalR
     baselines = {"intensity (sim, all types)": sim.baseline_auroc["all"]}
     metric = "image AUROC on the held-out simulated set (no real folder given)"
     n = sum(sim.n.values())
+    c_groups, c_notes = _consistency(consistency_fit_scans, consistency_per_class)
+    groups += c_groups
+    notes += c_notes
     if (folder / "baggage_patches").is_dir():
         group, ours, base, more = evaluate_baggage(folder / "baggage_patches", patch_scorer(scorer))
         groups.append(group)
@@ -57,3 +61,30 @@ def evaluate_xray(folder: Path, per_class: int = 4, fit_scans: int = 6) -> EvalR
         notes += more
     return EvalReport(task="xray", metric=metric, score=score, n=n, misreads=0, ms_per_item=sim.ms_per_scan,
                       baselines=baselines, groups=groups, notes=notes)
+
+
+def _consistency(fit_scans: int, per_class: int) -> tuple[list, list[str]]:
+    """The manifest-consistency model on its held-out simulated set (the store's model, else fitted here)."""
+    from appliance.errors import ModelError
+    from appliance.eval.xray_consistency import evaluate_consistency
+    from appliance.inference.session import SessionOptions
+    from appliance.inference.store import ModelStore
+    from appliance.training.xray_consistency import fit_from_simulation
+    from appliance.xray.consistency import ConsistencyScorer
+
+    store = ModelStore()
+    refs = [r for r in store.list() if r.task == "xray-consistency"]
+    scorer = None
+    source = ""
+    if refs:
+        try:
+            scorer = ConsistencyScorer.from_model(store.open(refs[-1].task, refs[-1].name,
+                                                             options=SessionOptions(intra_op_threads=1)))
+            source = f"{refs[-1].task}/{refs[-1].name} v{refs[-1].version} from the store"
+        except ModelError:
+            scorer = None
+    if scorer is None:
+        scorer = fit_from_simulation(fit_scans, seed=1).scorer()
+        source = f"fitted in this run ({fit_scans} consistent scans per class, seed 1)"
+    result = evaluate_consistency(scorer, per_class=per_class)
+    return list(result.groups), [f"manifest consistency model: {source}", *result.notes()]

@@ -1029,6 +1029,7 @@ def simulate_xray(
             "declared_unit": r.truth["manifest"]["declared_unit"],
             "energy_kv": {"high": scanner.energies_kv[0], "low": scanner.energies_kv[1]},
             "bit_depth": 16, "normalised": False, "images": {"high": high_name, "low": low_name},
+            "extra": {"pixel_m": r.truth["pixel_m"]},  # metres per pixel at the object (row, col)
         }  # fmt: skip
         sidecar_path = out / "scans" / f"{sid}.json"
         sidecar_path.write_text(json.dumps(sidecar, indent=2, ensure_ascii=False), encoding="utf-8")  # last

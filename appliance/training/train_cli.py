@@ -70,6 +70,21 @@ def cmd_train_xray_anomaly(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_xray_consistency(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from appliance.inference.store import DEFAULT_ROOT
+    from appliance.training.xray_consistency import train_xray_consistency
+
+    folder, metrics = train_xray_consistency(args.scans_per_class, args.seed, args.name,
+                                             Path(args.root) if args.root else DEFAULT_ROOT,
+                                             Path(args.key) if args.key else None, args.eval_per_class)
+    print(f"wrote {folder} ({'signed' if args.key else 'unsigned'})")
+    for name, value in metrics.items():
+        print(f"  {name}: {value}")
+    return 0
+
+
 def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     """The ``train`` command and its sub-commands (today: ``detector``)."""
     train = sub.add_parser("train", help="train a model on an exported dataset (needs the train extra)")
@@ -123,3 +138,19 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-per-class", type=int, default=4,
                    help="held-out simulated scans per class and anomaly type to measure (0: skip)")
     p.set_defaults(func=cmd_train_xray_anomaly)
+
+    p = tsub.add_parser(
+        "xray-consistency",
+        help="fit the X-ray manifest-consistency model (declared goods and quantity vs the image) on simulated scans",
+        description="Render consistent scans of every goods class, fit the goods classifier and the quantity model, "
+        "choose the goods threshold on validation scans, measure on the held-out simulated set and write the "
+        "package as the next version of xray-consistency/NAME (signed with --key).",
+    )
+    p.add_argument("--scans-per-class", type=int, default=15, help="scans per goods class to fit (default: 15)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    p.add_argument("--name", default="sim-consistency", help="model name in the store (default: sim-consistency)")
+    p.add_argument("--root", default=None, help="model store folder (default: the project's models/)")
+    p.add_argument("--key", help="sign the package with this Ed25519 private key (PEM)")
+    p.add_argument("--eval-per-class", type=int, default=6,
+                   help="held-out simulated scans per class and kind to measure (0: skip)")
+    p.set_defaults(func=cmd_train_xray_consistency)

@@ -371,3 +371,28 @@ def write_package(folder: Path, fit: ConsistencyFit, command: str, name: str = "
     (folder / "manifest.yaml").write_text(header + yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True),
                                           encoding="utf-8")
     return folder
+
+
+def train_xray_consistency(scans_per_class: int, seed: int, name: str, root: Path, key: Path | None,
+                           eval_per_class: int) -> tuple[Path, dict[str, float]]:
+    """Fit, measure on the held-out simulated set, write the next version of xray-consistency/NAME, sign it."""
+    from appliance.eval.xray_consistency import evaluate_consistency
+
+    fit = fit_from_simulation(scans_per_class, seed)
+    metrics: dict[str, float] = {}
+    if eval_per_class > 0:
+        result = evaluate_consistency(fit.scorer(), per_class=eval_per_class)
+        metrics = {"sim_class_accuracy": round(result.class_accuracy, 4),
+                   "sim_goods_auroc": round(result.goods_auroc, 4),
+                   "sim_quantity_auroc": round(result.quantity_auroc, 4),
+                   "sim_alarms_per_100_consistent": round(result.alarms_per_100_consistent, 2)}
+    base = root / "xray-consistency" / name
+    versions = [int(p.name) for p in base.glob("*") if p.name.isdigit()] if base.is_dir() else []
+    version = str(max(versions, default=0) + 1)
+    command = f"appliance train xray-consistency --scans-per-class {scans_per_class} --seed {seed} --name {name}"
+    folder = write_package(base / version, fit, command, name, version, metrics, seed=seed)
+    if key is not None:
+        from appliance.inference.signing import sign_package
+
+        sign_package(folder, key)
+    return folder, metrics

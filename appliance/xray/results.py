@@ -33,6 +33,7 @@ from appliance.publish.events import EVENT_NAMESPACE, SPECVERSION, VerdictEventB
 from appliance.store.db import Store
 from appliance.xray.anomaly import AnomalyResult, AnomalyScorer, render_overlay
 from appliance.xray.calibration import attenuation, calibration_for
+from appliance.xray.consistency import ConsistencyScorer
 from appliance.xray.scan import ScanMeta, XrayScan
 
 log = logging.getLogger(__name__)
@@ -180,13 +181,31 @@ def save_xray_result(store: Store, report: XrayReport, event_builder: XrayEventB
 class XrayProcessor:
     def __init__(self, store: Store, scorer: AnomalyScorer, calibration_root: Path,
                  event_builder: XrayEventBuilder | None = None, models: list[str] | None = None,
-                 window_s: float = WINDOW_S):
+                 window_s: float = WINDOW_S, consistency: ConsistencyScorer | None = None,
+                 pixel_m: tuple[float, float] = (0.003, 0.004)):
+        self.consistency = consistency
+        self.pixel_m = pixel_m  # (row, column) metres per pixel of this lane's scanner, unless a scan says
         self.store = store
         self.scorer = scorer
         self.calibration_root = calibration_root
         self.event_builder = event_builder
         self.models = models or []
         self.window_s = window_s
+
+    def _consistency(self, scan: XrayScan, high: np.ndarray, low: np.ndarray | None,
+                     containers: list[tuple[int, int, int, int]]) -> dict[str, Any] | None:
+        if self.consistency is None:
+            return None
+        row_m, col_m = pixel_pitch(scan.meta, self.pixel_m)
+        c = self.consistency.score(high, low, scan.meta.declared_goods, scan.meta.declared_quantity, row_m=row_m,
+                                   col_m=col_m, containers=containers)
+        return {
+            "decided": c.decided, "reason": c.reason, "predicted": c.predicted, "p_declared": round(c.p_declared, 4),
+            "goods_consistent": c.goods_consistent, "quantity_estimate": c.quantity_estimate,
+            "quantity_consistent": c.quantity_consistent, "score": round(c.score, 4),
+            # Only a judged mismatch alarms; a scan the model could not judge says why and goes to an officer.
+            "alarm": bool(c.decided and not (c.goods_consistent and c.quantity_consistent)),
+        }
 
     def process(self, scan: XrayScan) -> XrayReport:
         calibration = None if scan.meta.normalised else calibration_for(scan, self.calibration_root)
@@ -195,12 +214,26 @@ class XrayProcessor:
         ok, png = cv2.imencode(".png", render_overlay(att.high, result))
         evidence = self.store.put_evidence(png.tobytes(), "image/png") if ok else None
         crossing, match, detail = match_crossing(self.store, scan.meta, self.window_s)
-        report = XrayReport(scan.scan_id, scan.meta, result, crossing, match, detail, self.models, evidence)
+        report = XrayReport(scan.scan_id, scan.meta, result, crossing, match, detail, self.models, evidence,
+                            consistency=self._consistency(scan, att.high, att.low, result.containers))
         save_xray_result(self.store, report, self.event_builder)
         log.info("x-ray scan %s: %s (score %.2f, threshold %.2f, %d finding(s)); crossing %s (%s)",
                  scan.scan_id[:12], "ALARM" if result.alarm else "clear", result.score, result.threshold,
                  len(result.findings), crossing or "none", detail)
         return report
+
+
+def pixel_pitch(meta: ScanMeta, default: tuple[float, float]) -> tuple[float, float]:
+    """(row, column) metres per pixel: the scan's own ``pixel_m`` (sidecar extra) or the lane's default."""
+    pitch = meta.extra.get("pixel_m") if isinstance(meta.extra, dict) else None
+    if isinstance(pitch, dict):
+        try:
+            row, col = float(pitch["row"]), float(pitch["col"])
+            if row > 0 and col > 0:
+                return row, col
+        except (KeyError, TypeError, ValueError):
+            pass
+    return default
 
 
 def heat_overlay_png(high: np.ndarray, result: AnomalyResult) -> bytes:

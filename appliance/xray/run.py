@@ -38,9 +38,17 @@ def init_xray(config: AppConfig, store: Store) -> XrayProcessor | None:
     ref = models.get("xray-anomaly", config.xray.model)
     model = validate_package(ref.folder, validation_policy(config), store_root=models.root).model
     events = XrayEventBuilder.like(store.event_builder, config.site.gate)
-    label = f"{ref.task}/{ref.name}@{ref.version}"
-    return XrayProcessor(store, AnomalyScorer.from_model(model), config.xray.calibration_dir, events, [label],
-                         config.xray.window_s)
+    labels = [f"{ref.task}/{ref.name}@{ref.version}"]
+    consistency = None
+    if config.xray.consistency_model is not None:
+        from appliance.xray.consistency import ConsistencyScorer
+
+        cref = models.get("xray-consistency", config.xray.consistency_model)
+        consistency = ConsistencyScorer.from_model(
+            validate_package(cref.folder, validation_policy(config), store_root=models.root).model)
+        labels.append(f"{cref.task}/{cref.name}@{cref.version}")
+    return XrayProcessor(store, AnomalyScorer.from_model(model), config.xray.calibration_dir, events, labels,
+                         config.xray.window_s, consistency, config.xray.pixel_m)
 
 
 def run_xray(services: Services, stop: threading.Event | None = None) -> None:

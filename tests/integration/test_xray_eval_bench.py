@@ -62,7 +62,8 @@ def test_eval_xray_reports_sim_types_real_patches_and_container_finding(real_lik
     import appliance.eval.xray as ev
 
     real = ev.evaluate_xray
-    monkeypatch.setattr(ev, "evaluate_xray", lambda folder: real(folder, per_class=1, fit_scans=1))
+    monkeypatch.setattr(ev, "evaluate_xray", lambda folder: real(folder, per_class=1, fit_scans=1,
+                                                                 consistency_fit_scans=3, consistency_per_class=1))
     out = tmp_path / "xray.json"
     assert main(["eval", "xray", "--data", str(real_like), "--json", str(out)]) == 0
     report = json.loads(out.read_text(encoding="utf-8"))
@@ -74,6 +75,7 @@ def test_eval_xray_reports_sim_types_real_patches_and_container_finding(real_lik
     assert cargo["n"] == 3 and cargo["passed"] == 3  # every simulated 40' container found at IoU >= 0.5
     notes = "\n".join(report["notes"])
     assert "alarms per 100 clean scans" in notes and "fitted in this run" in notes
+    assert "manifest consistency model" in notes
 
 
 def test_eval_xray_label_errors_are_clear(real_like: Path, tmp_path: Path) -> None:

@@ -110,3 +110,20 @@ def test_a_raw_scan_without_its_scanners_calibration_is_refused_clearly(drop: Pa
     with pytest.raises(CalibrationError, match=scan.meta.scanner_id):
         processor.process(scan)
     assert store.query("SELECT count(*) AS n FROM xray_results")[0]["n"] == 0
+
+
+def test_the_manifest_consistency_check_goes_into_the_result_and_the_tdr(drop: Path, processor_parts: tuple,
+                                                                         tmp_path: Path) -> None:
+    from appliance.training.xray_consistency import fit_from_simulation
+
+    root, scorer = processor_parts
+    consistency = fit_from_simulation(2, seed=5).scorer()
+    store = Store(tmp_path / "gate.db", tmp_path / "evidence")
+    processor = XrayProcessor(store, scorer, root, XrayEventBuilder("VNHNG", "box-1"), consistency=consistency)
+    scan = read_scan(sorted((drop / "scans").glob("*.json"))[0])
+    report = processor.process(scan)
+    assert report.consistency is not None
+    assert set(report.consistency) >= {"decided", "predicted", "p_declared", "goods_consistent", "alarm"}
+    row = store.query("SELECT consistency_json, tdr_json FROM xray_results")[0]
+    assert json.loads(row["consistency_json"])["predicted"] == report.consistency["predicted"]
+    assert json.loads(row["tdr_json"])["ManifestConsistency"]["decided"] == report.consistency["decided"]
