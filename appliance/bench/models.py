@@ -31,6 +31,8 @@ KNOWN_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "OpenVI
 LANE_INPUTS: dict[str, tuple[int, ...]] = {
     "text-detection": (1, 3, 544, 960),
     "text-recognition": (1, 3, 48, 320),
+    "face-embedding": (1, 3, 150, 150),
+    "xray-anomaly": (1, 1, 750, 2000),  # a 40' scan at the model's half resolution
 }
 
 
@@ -47,27 +49,36 @@ class ModelTiming:
     runs: int
 
 
-def _input_for(ref: ModelRef, rng: np.random.Generator) -> tuple[str, np.ndarray]:
-    spec = ref.manifest.inputs[0]
-    shape = LANE_INPUTS.get(ref.manifest.task)
-    if shape is None or len(shape) != len(spec.shape):
-        shape = tuple(d if isinstance(d, int) else 1 for d in spec.shape)
-    shape = tuple(d if isinstance(d, int) else s for d, s in zip(spec.shape, shape, strict=True))
-    if spec.dtype != "float32":
-        raise ModelError(f"{ref.folder}: bench models feeds float32 inputs; {spec.name} is {spec.dtype}")
-    return spec.name, rng.uniform(-1, 1, size=shape).astype(np.float32)
+def _inputs_for(ref: ModelRef, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One input of the size the lane feeds per model input: float32 at LANE_INPUTS (free dims filled from
+    it, else 1), integer inputs (e.g. the X-ray goods index) zeros."""
+    feeds: dict[str, np.ndarray] = {}
+    for spec in ref.manifest.inputs:
+        shape = LANE_INPUTS.get(ref.manifest.task)
+        if shape is None or len(shape) != len(spec.shape):
+            shape = tuple(d if isinstance(d, int) else 1 for d in spec.shape)
+        shape = tuple(d if isinstance(d, int) else s for d, s in zip(spec.shape, shape, strict=True))
+        if spec.dtype == "float32":
+            feeds[spec.name] = rng.uniform(-1, 1, size=shape).astype(np.float32)
+        elif spec.dtype in ("int64", "int32"):
+            feeds[spec.name] = np.zeros(shape, np.int64 if spec.dtype == "int64" else np.int32)
+        else:
+            raise ModelError(f"{ref.folder}: bench models feeds float32 and integer inputs; "
+                             f"{spec.name} is {spec.dtype}")
+    return feeds
 
 
 def time_model(ref: ModelRef, path: Path, provider: str, runs: int, warmup: int = 3) -> ModelTiming:
     options = SessionOptions(providers=(provider,), intra_op_threads=1, allow_cpu_fallback=True)
     model = OnnxModel(path, ref.manifest, options)
-    name, x = _input_for(ref, np.random.default_rng(0))
+    feeds = _inputs_for(ref, np.random.default_rng(0))
+    x = next(iter(feeds.values()))
     for _ in range(warmup):
-        model.run({name: x})
+        model.run(feeds)
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
-        model.run({name: x})
+        model.run(feeds)
         samples.append((time.perf_counter() - started) * 1000)
     ordered = sorted(samples)
     return ModelTiming(ref.task, ref.name, ref.version, provider, model.providers[0], tuple(x.shape),
