@@ -74,7 +74,7 @@ def test_eval_xray_reports_sim_types_real_patches_and_container_finding(real_lik
     cargo = next(g for g in report["groups"] if g["name"].startswith("cargo_scans"))
     assert cargo["n"] == 3 and cargo["passed"] == 3  # every simulated 40' container found at IoU >= 0.5
     notes = "\n".join(report["notes"])
-    assert "alarms per 100 clean scans" in notes and "fitted in this run" in notes
+    assert "alarms per 100 clean scans" in notes and "model: " in notes
     assert "manifest consistency model" in notes
 
 
