@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from appliance.training.packages import next_version, sign_if_key, write_manifest
 from appliance.xray.anomaly_fit import BANK_SIZE, FeatureExtractor, NormalModel, fit_normal_model, region_cells
 from appliance.xray.anomaly_graph import Head
 from appliance.xray.calibration import XrayCalibration, build_calibration
@@ -145,13 +145,10 @@ def write_package(folder: Path, model: NormalModel, threshold: float, report: di
         "training": {"command": command, "head": model.head, "seed": seed,
                      "bank_size": int(model.banks.shape[1]) if model.head == "knn" else 0, **report},
     }
-    if manifest["eval_set"] is None:
-        del manifest["eval_set"]
     header = ("# X-ray anomaly model: fixed patch features + a per-goods-class normal model (appliance/xray/"
               "anomaly_graph.py).\n# Made by the command under training.command; heat 1.0 = the class's normal "
               "99th percentile.\n")
-    (folder / "manifest.yaml").write_text(header + yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True),
-                                          encoding="utf-8")
+    write_manifest(folder, manifest, header)
     return folder
 
 
@@ -166,14 +163,9 @@ def train_xray_anomaly(head: Head, scans_per_class: int, seed: int, name: str, r
         result = evaluate_sim_xray(scorer_for(model, 1.0, threshold), per_class=eval_per_class)
         metrics = {f"sim_auroc_{k}": round(v, 4) for k, v in result.auroc.items()}
         metrics["sim_alarms_per_100_clean"] = round(result.alarms_per_100_clean, 2)
-    base = root / "xray-anomaly" / name
-    versions = [int(p.name) for p in base.glob("*") if p.name.isdigit()] if base.is_dir() else []
-    version = str(max(versions, default=0) + 1)
+    target, version = next_version(root, "xray-anomaly", name)
     command = (f"appliance train xray-anomaly --head {head} --scans-per-class {scans_per_class} --seed {seed} "
                f"--name {name}")
-    folder = write_package(base / version, model, threshold, report, command, name, version, metrics, seed=seed)
-    if key is not None:
-        from appliance.inference.signing import sign_package
-
-        sign_package(folder, key)
+    folder = write_package(target, model, threshold, report, command, name, version, metrics, seed=seed)
+    sign_if_key(folder, key)
     return folder, metrics

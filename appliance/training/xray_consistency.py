@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from appliance.training.packages import next_version, sign_if_key, write_manifest
 from appliance.training.xray_anomaly import TRAIN_SCALE, SimScanner
 from appliance.xray.consistency import (
     DEFAULT_TOLERANCE,
@@ -363,13 +363,10 @@ def write_package(folder: Path, fit: ConsistencyFit, command: str, name: str = "
         "eval_set": EVAL_SET if metrics else None,
         "training": {"command": command, "seed": seed, "fit_seed_tag": 0, "validation_seed_tag": 1, **report},
     }  # fmt: skip
-    if manifest["eval_set"] is None:
-        del manifest["eval_set"]
     header = ("# X-ray manifest consistency: load descriptor -> goods class probabilities and quantity per class\n"
               "# (appliance/xray/consistency.py). Made by the command under training.command; goods threshold = "
               "minimum P(declared).\n")
-    (folder / "manifest.yaml").write_text(header + yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True),
-                                          encoding="utf-8")
+    write_manifest(folder, manifest, header)
     return folder
 
 
@@ -386,13 +383,8 @@ def train_xray_consistency(scans_per_class: int, seed: int, name: str, root: Pat
                    "sim_goods_auroc": round(result.goods_auroc, 4),
                    "sim_quantity_auroc": round(result.quantity_auroc, 4),
                    "sim_alarms_per_100_consistent": round(result.alarms_per_100_consistent, 2)}
-    base = root / "xray-consistency" / name
-    versions = [int(p.name) for p in base.glob("*") if p.name.isdigit()] if base.is_dir() else []
-    version = str(max(versions, default=0) + 1)
+    target, version = next_version(root, "xray-consistency", name)
     command = f"appliance train xray-consistency --scans-per-class {scans_per_class} --seed {seed} --name {name}"
-    folder = write_package(base / version, fit, command, name, version, metrics, seed=seed)
-    if key is not None:
-        from appliance.inference.signing import sign_package
-
-        sign_package(folder, key)
+    folder = write_package(target, fit, command, name, version, metrics, seed=seed)
+    sign_if_key(folder, key)
     return folder, metrics
