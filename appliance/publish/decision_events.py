@@ -15,9 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from appliance.publish.events import SPECVERSION, VerdictEventBuilder, _iso, sign_event
+from appliance.publish.events import SPECVERSION, SignsLikeVerdicts, _iso, sign_event
 
 EVENT_TYPE = "vn.smartgate.inspector.decision.v1"
 DATASCHEMA = "urn:smartgate:schema:inspector-decision-event:v1"
@@ -46,20 +44,10 @@ class DecisionFacts:
 
 
 @dataclass
-class DecisionEventBuilder:
+class DecisionEventBuilder(SignsLikeVerdicts):
     """Builds (and signs, when a key is given) the event of an inspector's decision."""
 
-    gate: str
     box_id: str = DEFAULT_BOX_ID
-    signing_key: Ed25519PrivateKey | None = None
-
-    @classmethod
-    def like(cls, verdicts: object, gate: str) -> DecisionEventBuilder:
-        """The builder that signs as the store's verdict builder does (same gate, box and key), or an
-        unsigned one for ``gate`` when the store has none (tests, a box without a signing key)."""
-        if isinstance(verdicts, VerdictEventBuilder):
-            return cls(verdicts.gate, verdicts.box_id, verdicts.signing_key)
-        return cls(gate)
 
     def __call__(self, facts: DecisionFacts) -> dict[str, Any]:
         event: dict[str, Any] = {

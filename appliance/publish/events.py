@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -216,3 +216,20 @@ class VerdictEventBuilder:
         if self.signing_key is not None:
             event = sign_event(event, self.signing_key)
         return event
+
+
+@dataclass
+class SignsLikeVerdicts:
+    """Base of the event builders that sign like the store's verdict builder: same gate, box and key."""
+
+    gate: str
+    box_id: str = "local"
+    signing_key: Ed25519PrivateKey | None = None
+
+    @classmethod
+    def like(cls, verdicts: object, gate: str) -> Self:
+        """The builder that signs as ``verdicts`` (a VerdictEventBuilder) does, or an unsigned one for ``gate``
+        when the store has none (tests, a box without a signing key)."""
+        if isinstance(verdicts, VerdictEventBuilder):
+            return cls(verdicts.gate, verdicts.box_id, verdicts.signing_key)
+        return cls(gate)

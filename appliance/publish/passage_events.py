@@ -13,9 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from appliance.publish.events import EVENT_NAMESPACE, SPECVERSION, VerdictEventBuilder, _iso, sign_event
+from appliance.publish.events import EVENT_NAMESPACE, SPECVERSION, SignsLikeVerdicts, _iso, sign_event
 
 if TYPE_CHECKING:
     from appliance.lanes.passenger import PassageResult
@@ -30,17 +28,7 @@ def passage_event_id(gate: str, box_id: str, passage_id: str) -> str:
 
 
 @dataclass
-class PassageEventBuilder:
-    gate: str
-    box_id: str = "local"
-    signing_key: Ed25519PrivateKey | None = None
-
-    @classmethod
-    def like(cls, verdicts: object, gate: str) -> PassageEventBuilder:
-        """Signs as the store's verdict builder does (same gate, box and key), else unsigned for ``gate``."""
-        if isinstance(verdicts, VerdictEventBuilder):
-            return cls(verdicts.gate, verdicts.box_id, verdicts.signing_key)
-        return cls(gate)
+class PassageEventBuilder(SignsLikeVerdicts):
 
     def __call__(self, result: PassageResult) -> dict[str, Any]:
         event: dict[str, Any] = {

@@ -27,9 +27,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from appliance.publish.events import EVENT_NAMESPACE, SPECVERSION, VerdictEventBuilder, _iso, sign_event
+from appliance.publish.events import EVENT_NAMESPACE, SPECVERSION, SignsLikeVerdicts, _iso, sign_event
 from appliance.store.db import Store
 from appliance.xray.anomaly import AnomalyResult, AnomalyScorer, render_overlay
 from appliance.xray.calibration import attenuation, calibration_for
@@ -119,16 +118,7 @@ def tdr(report: XrayReport) -> dict[str, Any]:
 
 
 @dataclass
-class XrayEventBuilder:
-    gate: str
-    box_id: str = "local"
-    signing_key: Ed25519PrivateKey | None = None
-
-    @classmethod
-    def like(cls, verdicts: object, gate: str) -> XrayEventBuilder:
-        if isinstance(verdicts, VerdictEventBuilder):
-            return cls(verdicts.gate, verdicts.box_id, verdicts.signing_key)
-        return cls(gate)
+class XrayEventBuilder(SignsLikeVerdicts):
 
     def __call__(self, report: XrayReport, report_tdr: dict[str, Any]) -> dict[str, Any]:
         event: dict[str, Any] = {
