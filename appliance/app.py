@@ -164,12 +164,22 @@ def start_web(services: Services, host: str, port: int) -> threading.Thread:
     web = WebServices(services.store, services.config.site.gate, services.status,
                       auth=AuthSettings.from_config(services.config.web), manifest=services.manifest,
                       thumbnails=services.thumbnails, timezone=services.config.site.timezone, models=services.registry,
-                      face_crops=services.faces.templates.get_crop if services.faces is not None else None)
+                      face_crops=services.faces.templates.get_crop if services.faces is not None else None,
+                      scanner_upload=_scanner_upload(services.config))
     server = uvicorn.Server(uvicorn.Config(create_app(web), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
     log.info("web UI on http://%s:%d", host, port)
     return thread
+
+
+def _scanner_upload(config: AppConfig) -> Any:
+    from appliance.web.scanner_upload import ScannerUpload
+
+    x = config.xray
+    if x is None or x.upload_token_file is None:
+        return None
+    return ScannerUpload.from_files(x.drop_dir, x.upload_token_file)
 
 
 def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = True) -> Services:

@@ -290,6 +290,11 @@ class XrayConfig(Strict):
         description="Metres per pixel of this scanner (row, column) at the object, unless a scan's sidecar says.",
     )
     window_s: float = Field(default=3600, gt=0, description="A scan belongs to a crossing at most this far in time.")
+    upload_token_file: Path | None = Field(
+        default=None,
+        description="Bearer token (owner-only file) with which the scanner may POST scans to /api/scanner/xray; "
+        "absent: the scanner drops files into drop_dir only.",
+    )
     default_utc_offset_h: float | None = Field(
         default=7, ge=-14, le=14,
         description="UTC offset of scanner timestamps that carry none (Vietnam: 7); null refuses such scans.",
@@ -573,6 +578,7 @@ def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
     if data["xray"]:
         data["xray"]["drop_dir"] = fix(data["xray"]["drop_dir"])
         data["xray"]["calibration_dir"] = fix(data["xray"]["calibration_dir"])
+        data["xray"]["upload_token_file"] = fix(data["xray"]["upload_token_file"])
     data["models"]["trusted_keys"] = [fix(k) for k in data["models"]["trusted_keys"]]
     data["publish"]["signing_key"] = fix(data["publish"]["signing_key"])
     for sink in data["publish"]["sinks"]:

@@ -37,6 +37,8 @@ from appliance.web.login import login_router
 from appliance.web.models_page import models_router
 from appliance.web.passages import passages_router
 from appliance.web.review import review_router
+from appliance.web.scanner_upload import ScannerUpload
+from appliance.web.scanner_upload import router as scanner_upload_router
 from appliance.web.search import search_router
 from appliance.web.security import SecurityHeaders, visible_controls
 from appliance.web.status import status_router
@@ -69,6 +71,8 @@ class WebServices:
     models: ModelRegistry | None = None
     # The faces store's crop reader (TemplateStore.get_crop) for /passages/{id}/face (None: no passenger lane here).
     face_crops: Callable[[str], bytes] | None = None
+    # Scanners posting X-ray scans (POST /api/scanner/xray; None: not enabled, xray.upload_token_file).
+    scanner_upload: ScannerUpload | None = None
 
 
 def create_app(services: WebServices) -> FastAPI:
@@ -118,6 +122,7 @@ def create_app(services: WebServices) -> FastAPI:
     app.include_router(status_router(store, services.gate, services.status, services.thumbnails, render))
     app.include_router(models_router(services.models, render))  # /models: model engineers and admins
     app.include_router(passages_router(store, render, services.face_crops))  # /passages; face crops: supervisors
+    app.include_router(scanner_upload_router(services.scanner_upload))  # POST /api/scanner/xray: bearer token
     app.include_router(xray_router(store, render))  # /xray: scans, their evidence images and TDRs (inspectors)
 
     def check_decision(decision: str | None) -> str | None:

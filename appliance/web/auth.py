@@ -45,6 +45,9 @@ LOGIN_COOKIE = "gate_login_csrf"  # double-submit token of the login form (there
 PUBLIC_PATHS = frozenset({"/login"})
 PUBLIC_PREFIXES = ("/static/",)
 JSON_PREFIXES = ("/api/", "/evidence/", "/status/thumb/")
+# Machines (scanners) that authenticate in the endpoint with a bearer token, never with a cookie: outside the
+# login wall and the CSRF check (which protects cookie-authenticated requests only). See scanner_upload.py.
+MACHINE_PREFIXES = ("/api/scanner/",)
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,9 @@ class AuthMiddleware(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         path = request.url.path
+        if path.startswith(MACHINE_PREFIXES):
+            request.state.session = request.state.user = None  # no cookie session counts here
+            return await call_next(request)
         token = request.cookies.get(SESSION_COOKIE)
         session = await run_in_threadpool(self.accounts.session_for, token) if token else None
         request.state.session = session
