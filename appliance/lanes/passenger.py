@@ -38,7 +38,7 @@ from appliance.faces.documents import DocumentReader, decode_photo
 from appliance.faces.embed import FaceEmbedder, distance
 from appliance.faces.templates import FaceDataError
 from appliance.ingest.frames import Frame
-from appliance.verdicts.passage import PassageFacts, PassageVerdict, ReferenceState, decide_passage
+from appliance.verdicts.passage import PassageFacts, PassageReason, PassageVerdict, ReferenceState, decide_passage
 from appliance.verdicts.watchlist import WatchlistIndex
 
 log = logging.getLogger(__name__)
@@ -180,10 +180,22 @@ class PassengerLane:
         if passage is None:
             return []
         passage.ended_at = end if end is not None else (passage.frames[-1][0] if passage.frames else passage.started_at)
-        result = self.decide(passage)
+        try:
+            result = self.decide(passage)
+        except Exception as exc:  # fail safe: a passage the lane could not judge goes to an officer, never OPEN
+            log.exception("lane %s: passage %s could not be judged", self.lane.id, passage.id)
+            result = self._undecided(passage, exc)
         if self.on_passage is not None:
             self.on_passage(result)
         return [result]
+
+    def _undecided(self, passage: Passage, exc: Exception) -> PassageResult:
+        facts = PassageFacts(document_read=passage.document is not None)
+        reason = PassageReason("processing_error", f"the lane failed: {type(exc).__name__}")
+        verdict = PassageVerdict("MANUAL", (reason,))
+        m = self.embedder.model.manifest
+        return PassageResult(passage.id, self.lane.id, passage.started_at, passage.ended_at, None, facts, verdict, None,
+                             (f"{m.task}/{m.name}@{m.version}",))
 
     # -- the decision --------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ REASON_KEYS = {
     "no_match_score": N_("reason_no_match_score"),
     "face_mismatch": N_("reason_face_mismatch"),
     "all_checks_passed": N_("reason_all_checks_passed"),
+    "processing_error": N_("reason_processing_error"),
 }
 REFERENCE_KEYS = {"ok": N_("reference_ok"), "missing": N_("reference_missing"),
                   "unusable": N_("reference_unusable")}

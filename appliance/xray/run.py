@@ -76,5 +76,10 @@ def run_xray(services: Services, stop: threading.Event | None = None) -> None:
             status["last_error"] = str(exc)
             log.error("x-ray scan %s (%s) not processed, its files are in %s: %s", scan.scan_id[:12],
                       scan.source, folder.done_path, exc)
+        except Exception as exc:  # one scan's failure must not stop the scanner's next scans
+            failed += 1
+            status["last_error"] = f"{type(exc).__name__}: {exc}"
+            log.exception("x-ray scan %s (%s) failed, its files are in %s", scan.scan_id[:12], scan.source,
+                          folder.done_path)
         status.update(processed=processed, failed=failed, **{f"folder_{k}": v for k, v in folder.status().items()})
     log.info("x-ray drop folder %s drained: %d processed, %d failed", config.drop_dir, processed, failed)

@@ -169,3 +169,36 @@ def _walk(value: object) -> list[object]:
         for v in value:
             out += _walk(v)
     return out
+
+
+def test_a_lane_failure_gives_manual_processing_error_and_the_next_passage_is_judged(sim_dir: Path,
+                                                                                     tmp_path: Path) -> None:
+    """The face pipeline blows up on one passage: that passage is MANUAL (processing_error), never lost,
+    and the lane goes on with the next one."""
+    import shutil
+
+    import appliance.faces.pipeline as pipeline_module
+
+    work = tmp_path / "lane"
+    shutil.copytree(sim_dir, work, ignore=shutil.ignore_patterns("gate.db*"))
+    reset_document_reader(work)
+    calls = {"n": 0}
+    real_find = pipeline_module.DlibFacePipeline.find
+
+    def flaky_find(self: object, image: object) -> list:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("dlib fell over")
+        return real_find(self, image)  # type: ignore[arg-type]
+
+    pipeline_module.DlibFacePipeline.find = flaky_find  # type: ignore[method-assign]
+    try:
+        services = run_appliance(work / "lane.yaml", serve=False, keep_serving=False)
+    finally:
+        pipeline_module.DlibFacePipeline.find = real_find  # type: ignore[method-assign]
+    passages = sorted(list_passages(services.store, 100), key=lambda p: p.started_at)
+    assert len(passages) == len(SCENARIOS)
+    assert passages[0].decision == "MANUAL"  # the first passage is the one whose face search failed
+    assert [r["code"] for r in passages[0].reasons] == ["processing_error"]
+    truth = read_truth(work / "truth.json")
+    assert [p.decision for p in passages[1:]] == [t.expected_decision for t in truth[1:]]  # the rest as usual
