@@ -171,11 +171,11 @@ def test_every_reason_code_has_words_in_each_language() -> None:
 
     codes = {"document_unreadable", "document_invalid", "person_listed", "face_listed", "several_faces", "no_face",
              "face_quality", "presentation_attack", "liveness_undetermined", "reference_missing",
-             "reference_unusable", "no_match_score", "face_mismatch", "all_checks_passed"}
+             "reference_unusable", "no_match_score", "face_mismatch", "all_checks_passed", "processing_error"}
     assert set(REASON_KEYS) == codes
     for lang in LANGUAGES:
         texts = {translator(lang)[REASON_KEYS[c]] for c in codes}
-        assert len(texts) == len(codes)  # fourteen different texts, none a bare key
+        assert len(texts) == len(codes)  # a different text for each code, none a bare key
         assert not texts & codes
 
 
