@@ -202,3 +202,6 @@ def test_a_lane_failure_gives_manual_processing_error_and_the_next_passage_is_ju
     assert [r["code"] for r in passages[0].reasons] == ["processing_error"]
     truth = read_truth(work / "truth.json")
     assert [p.decision for p in passages[1:]] == [t.expected_decision for t in truth[1:]]  # the rest as usual
+    schema = json.loads((ROOT / "docs/schemas/passage-verdict-event.v1.json").read_text(encoding="utf-8"))
+    for row in services.store.query("SELECT payload FROM outbox ORDER BY id"):
+        jsonschema.validate(decode_event(row["payload"]), schema)  # the fail-safe verdict is published like any
