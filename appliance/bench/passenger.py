@@ -38,7 +38,7 @@ def bench_passenger(passengers: int = 36, seed: int = 5, watchlist_size: int = 1
     from appliance.faces.embed import FaceEmbedder
     from appliance.faces.enrol import Enroller
     from appliance.faces.templates import DESCRIPTOR_DIM
-    from appliance.faces.watchlist import _one_blas_thread, bench_watchlist
+    from appliance.faces.watchlist import bench_watchlist, one_blas_thread
     from appliance.ingest.runner import merge_by_time
     from appliance.lanes.passenger_run import build_passenger_lane
     from appliance.sim.passengers import CAPTURE_S, simulate_passengers
@@ -71,7 +71,7 @@ def bench_passenger(passengers: int = 36, seed: int = 5, watchlist_size: int = 1
         lane_config = config.lanes[0]
         lane = build_passenger_lane(lane_config, services, faces)
         results = []
-        with _one_blas_thread():
+        with one_blas_thread():
             for frame in merge_by_time(open_lane_sources(lane_config)):
                 results += lane.feed(frame)
             results += lane.finish()

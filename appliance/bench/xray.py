@@ -17,8 +17,10 @@ import time
 
 import numpy as np
 
+from appliance.config import XrayConfig
 from appliance.xray.anomaly import AnomalyScorer
 
+DEFAULT_MODEL = XrayConfig.model_fields["model"].default
 TARGET_MS = 1000.0
 
 
@@ -38,7 +40,7 @@ def bench_xray(runs: int = 5, seed: int = 3) -> str:
     calibration = build_calibration(rendered.scanner.scanner_id, dark=frames["dark"], air=frames["air"])
     scan = XrayScan("bench", rendered.high, ScanMeta(rendered.scanner.scanner_id, 0.0), low=rendered.low)
     scorer: AnomalyScorer | None
-    scorer, source = _scorer()
+    scorer, source = store_scorer()
     if scorer is None:
         model, threshold, _ = fit_from_simulation("knn", 2, seed=1)
         scorer = scorer_for(model, TRAIN_SCALE, threshold)
@@ -88,18 +90,13 @@ def bench_xray(runs: int = 5, seed: int = 3) -> str:
     return "\n".join(lines)
 
 
-def _scorer() -> tuple[AnomalyScorer | None, str]:
-    """The store's xray-anomaly model, if one is installed."""
-    from appliance.errors import ModelError
+def store_scorer(name: str = DEFAULT_MODEL) -> tuple[AnomalyScorer | None, str]:
+    """The store's ``xray-anomaly/<name>`` (the model a lane serves by default), if installed."""
     from appliance.inference.session import SessionOptions
     from appliance.inference.store import ModelStore
-    store = ModelStore()
-    refs = [r for r in store.list() if r.task == "xray-anomaly"]
-    if not refs:
+
+    model = ModelStore().open_if_present("xray-anomaly", name, SessionOptions(intra_op_threads=1))
+    if model is None:
         return None, ""
-    ref = refs[-1]
-    try:
-        model = store.open(ref.task, ref.name, options=SessionOptions(intra_op_threads=1))
-    except ModelError:
-        return None, ""
-    return AnomalyScorer.from_model(model), f"{ref.task}/{ref.name} v{ref.version} from the store"
+    m = model.manifest
+    return AnomalyScorer.from_model(model), f"{m.task}/{m.name} v{m.version} from the store"

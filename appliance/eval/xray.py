@@ -14,15 +14,17 @@ from pathlib import Path
 from appliance.eval.report import EvalReport
 from appliance.xray.anomaly import AnomalyScorer
 
+CONSISTENCY_MODEL = "sim-consistency"  # what `appliance train xray-consistency` names its model by default
+
 
 def evaluate_xray(folder: Path, per_class: int = 4, fit_scans: int = 6, consistency_fit_scans: int = 10,
                   consistency_per_class: int = 4) -> EvalReport:
-    from appliance.bench.xray import _scorer
+    from appliance.bench.xray import store_scorer
     from appliance.eval.xray_real import evaluate_baggage, evaluate_cargo_scans, patch_scorer
     from appliance.eval.xray_sim import evaluate_sim_xray
     from appliance.training.xray_anomaly import fit_from_simulation, scorer_for
 
-    scorer, source = _scorer()
+    scorer, source = store_scorer()
     sim_scorer: AnomalyScorer
     if scorer is None:
         model, threshold, _ = fit_from_simulation("knn", fit_scans, seed=1)
@@ -65,24 +67,15 @@ def evaluate_xray(folder: Path, per_class: int = 4, fit_scans: int = 6, consiste
 
 def _consistency(fit_scans: int, per_class: int) -> tuple[list, list[str]]:
     """The manifest-consistency model on its held-out simulated set (the store's model, else fitted here)."""
-    from appliance.errors import ModelError
     from appliance.eval.xray_consistency import evaluate_consistency
     from appliance.inference.session import SessionOptions
     from appliance.inference.store import ModelStore
     from appliance.training.xray_consistency import fit_from_simulation
     from appliance.xray.consistency import ConsistencyScorer
 
-    store = ModelStore()
-    refs = [r for r in store.list() if r.task == "xray-consistency"]
-    scorer = None
-    source = ""
-    if refs:
-        try:
-            scorer = ConsistencyScorer.from_model(store.open(refs[-1].task, refs[-1].name,
-                                                             options=SessionOptions(intra_op_threads=1)))
-            source = f"{refs[-1].task}/{refs[-1].name} v{refs[-1].version} from the store"
-        except ModelError:
-            scorer = None
+    model = ModelStore().open_if_present("xray-consistency", CONSISTENCY_MODEL, SessionOptions(intra_op_threads=1))
+    scorer = ConsistencyScorer.from_model(model) if model is not None else None
+    source = f"xray-consistency/{CONSISTENCY_MODEL} v{model.manifest.version} from the store" if model else ""
     if scorer is None:
         scorer = fit_from_simulation(fit_scans, seed=1).scorer()
         source = f"fitted in this run ({fit_scans} consistent scans per class, seed 1)"

@@ -171,7 +171,7 @@ def _openblas_libs() -> list[str]:
 
 
 @contextlib.contextmanager
-def _one_blas_thread() -> Iterator[str]:
+def one_blas_thread() -> Iterator[str]:
     """Pin BLAS to one thread for the block, when possible; yields a description of the setting in force."""
     try:
         from threadpoolctl import threadpool_limits
@@ -235,7 +235,7 @@ def bench_watchlist(n: int = 100_000, queries: int = 200, k: int = 5, seed: int 
     base_queries = min(queries, 20)
     base = data[:base_n]
     small = FaceWatchlistIndex(ids[:base_n], base)
-    with _one_blas_thread() as threads:
+    with one_blas_thread() as threads:
         index.search(qs[0], k)  # warm-up: page in the matrix, load BLAS kernels
         fast_ms: list[float] = []
         for q in qs:

@@ -117,6 +117,14 @@ class ModelStore:
         return OnnxModel(path, ref.manifest, options)
 
 
+    def open_if_present(self, task: str, name: str, options: SessionOptions | None = None) -> OnnxModel | None:
+        """The highest version of ``task/name`` opened, or None when the store has no such model (for
+        measurement commands that fit a stand-in when nothing is installed); a broken package still raises."""
+        if not (self.root / task / name).is_dir():
+            return None
+        return self.open(task, name, options=options)
+
+
 def package_file(ref: ModelRef) -> Path | None:
     """The model file inside its installed package, if the manifest names one."""
     src = ref.manifest.source

@@ -201,8 +201,8 @@ class XrayProcessor:
         calibration = None if scan.meta.normalised else calibration_for(scan, self.calibration_root)
         att = attenuation(scan, calibration)
         result = self.scorer.score(att.high, att.low, scan.meta.declared_goods)
-        ok, png = cv2.imencode(".png", render_overlay(att.high, result))
-        evidence = self.store.put_evidence(png.tobytes(), "image/png") if ok else None
+        png = heat_overlay_png(att.high, result)
+        evidence = self.store.put_evidence(png, "image/png") if png else None
         crossing, match, detail = match_crossing(self.store, scan.meta, self.window_s)
         report = XrayReport(scan.scan_id, scan.meta, result, crossing, match, detail, self.models, evidence,
                             consistency=self._consistency(scan, att.high, att.low, result.containers))

@@ -99,3 +99,17 @@ def test_models_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "prepare", "--root", str(tmp_path)]) == 0
     assert main(["models", "list", "--root", str(tmp_path)]) == 0
     assert "(prepared)" in capsys.readouterr().out
+
+
+def test_open_if_present_opens_the_installed_model_and_says_none_otherwise(tmp_path: Path) -> None:
+    from appliance.inference.store import ModelStore
+
+    store = ModelStore()
+    model = store.open_if_present("xray-consistency", "sim-consistency")
+    assert model is not None and model.manifest.name == "sim-consistency"
+    assert store.open_if_present("xray-anomaly", "not-installed") is None
+    broken = tmp_path / "xray-anomaly" / "sim-knn" / "1"
+    broken.mkdir(parents=True)
+    (broken / "manifest.yaml").write_text("name: [", encoding="utf-8")
+    with pytest.raises(ModelError):  # a broken package is an error, never silently skipped
+        ModelStore(tmp_path).open_if_present("xray-anomaly", "sim-knn")
