@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from appliance.inference.registry import ModelRegistry
     from appliance.inference.watcher import ModelWatcher
     from appliance.lanes.passenger_run import FaceServices
+    from appliance.web.scanner_upload import ScannerUpload
     from appliance.xray.results import XrayProcessor
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def start_web(services: Services, host: str, port: int) -> threading.Thread:
     return thread
 
 
-def _scanner_upload(config: AppConfig) -> Any:
+def _scanner_upload(config: AppConfig) -> ScannerUpload | None:
     from appliance.web.scanner_upload import ScannerUpload
 
     x = config.xray
