@@ -24,15 +24,21 @@ from appliance.lanes.crossing import Crossing
 from appliance.lanes.health import LaneHealth
 from appliance.lanes.pipeline import LanePipeline
 from appliance.lanes.thumbnails import Thumbnails
+from appliance.lifecycle import faults
+from appliance.lifecycle.stage_latency import StageLatency
+from appliance.lifecycle.watchdog import Heartbeats
 from appliance.store.db import Store
 from appliance.verdicts.manifest import ManifestIndex, load_manifest_file
 from appliance.verdicts.rules import Verdict
 from appliance.verdicts.watchlist import WatchlistIndex
 
 if TYPE_CHECKING:
+    from appliance.actuators.setup import LaneActuators
     from appliance.inference.registry import ModelRegistry
     from appliance.inference.watcher import ModelWatcher
     from appliance.lanes.passenger_run import FaceServices
+    from appliance.retention.service import RetentionService
+    from appliance.web.health import OpsView
     from appliance.web.scanner_upload import ScannerUpload
     from appliance.xray.results import XrayProcessor
 
@@ -58,6 +64,12 @@ class Services:
     watcher: ModelWatcher | None = None  # follows the registry: hot swap and shadow, off the lane threads
     faces: FaceServices | None = None  # face key, encrypted templates, face watchlist (passenger lanes only)
     xray: XrayProcessor | None = None  # the lane's X-ray scanner (config.xray)
+    # Lifecycle (appliance/lifecycle): set to drain and stop the lanes (SIGTERM); each lane's progress for the
+    # systemd watchdog; per-stage latencies for /metrics; the running cargo pipelines (SIGHUP swaps their rules).
+    stop: threading.Event = field(default_factory=threading.Event)
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)
+    stages: StageLatency = field(default_factory=StageLatency)
+    pipelines: dict[str, LanePipeline] = field(default_factory=dict)
 
 
 def init_store(config: AppConfig) -> Store:
@@ -112,7 +124,7 @@ def init_services(config: AppConfig) -> Services:
 def open_lane_sources(lane: LaneConfig) -> list[Source]:
     sources: list[Source] = []
     for src in lane.sources:
-        params = src.model_dump(exclude={"role"})
+        params = src.model_dump(exclude={"role", "roi", "plate_height_px"})  # those two: calibration checks
         kind = params.pop("type")
         sources.append(open_source(kind, **params))
     return sources
@@ -124,31 +136,42 @@ def run_lane(
     workers: int = 1,
     stop: threading.Event | None = None,
     on_crossing: Callable[[Crossing, Verdict], None] | None = None,
+    actuators: LaneActuators | None = None,
 ) -> None:
     """Run a lane's sources through its pipeline until they end (or ``stop`` is set)."""
+    if actuators is not None:  # the barrier, lights and IGV fleet act on each verdict (appliance/actuators)
+        on_crossing = actuators.chain(on_crossing)
     pipeline = LanePipeline(
         lane, services.analyzer, services.manifest, services.config.verdicts, services.store,
-        workers=workers, on_crossing=on_crossing, watchlist=services.watchlist,
+        workers=workers, on_crossing=on_crossing, watchlist=services.watchlist, stages=services.stages,
+        join=actuators.join if actuators is not None else None,
     )
+    services.pipelines[lane.id] = pipeline
     gates = {s.id: MotionGate() for s in lane.sources if s.role != "kiosk"}
     sources = open_lane_sources(lane)
     lane_status = services.status.setdefault("lanes", {}).setdefault(lane.id, {})
     lane_status["state"] = "running"
     health = LaneHealth(lane.id, sources, lane_status, services.thumbnails)
     frame: Frame
+    services.heartbeats.beat(lane.id)
     try:
         for frame in merge_by_time(sources):
             if stop is not None and stop.is_set():
                 break
+            faults.maybe_hang(lane.id)  # test-only fault injection (GATE_TEST_HANG_FILE); a no-op on a box
             gate = gates.get(frame.source_id)
+            started = time.perf_counter()
             motion = gate.update(frame.image) if gate is not None else None
+            services.stages.observe(lane.id, "motion", time.perf_counter() - started)
             pipeline.feed(frame, motion is not None and motion.moving, motion.bbox if motion is not None else None)
             lane_status["last_frame_ts"] = frame.ts
             lane_status["crossings"] = pipeline.times.crossings
             lane_status["analysed_frames"] = pipeline.times.analysed_frames
             health.on_frame(frame)
+            services.heartbeats.beat(lane.id)
     finally:
         pipeline.finish()
+        services.heartbeats.done(lane.id)
         for source in sources:
             source.close()
         health.finish()
@@ -161,17 +184,29 @@ def start_web(services: Services, host: str, port: int) -> threading.Thread:
 
     from appliance.web.app import WebServices, create_app
     from appliance.web.auth import AuthSettings
+    from appliance.web.metrics import read_token
 
     web = WebServices(services.store, services.config.site.gate, services.status,
                       auth=AuthSettings.from_config(services.config.web), manifest=services.manifest,
                       thumbnails=services.thumbnails, timezone=services.config.site.timezone, models=services.registry,
                       face_crops=services.faces.templates.get_crop if services.faces is not None else None,
-                      scanner_upload=_scanner_upload(services.config))
+                      scanner_upload=_scanner_upload(services.config), ops=_ops_view(services),
+                      metrics_token=read_token(services.config.health.metrics_token_file))
     server = uvicorn.Server(uvicorn.Config(create_app(web), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
     log.info("web UI on http://%s:%d", host, port)
     return thread
+
+
+def _ops_view(services: Services) -> OpsView:
+    """What /readyz and /metrics read (appliance/web/health.py, metrics.py)."""
+    from appliance.web.health import OpsView
+
+    return OpsView(services.store, services.status, settings=lambda: services.config.health,
+                   lanes=[lane.id for lane in services.config.lanes], heartbeats=services.heartbeats,
+                   stages=services.stages, pipelines=services.pipelines,
+                   expects_models=any(lane.kind == "cargo" for lane in services.config.lanes))
 
 
 def _scanner_upload(config: AppConfig) -> ScannerUpload | None:
@@ -183,13 +218,31 @@ def _scanner_upload(config: AppConfig) -> ScannerUpload | None:
     return ScannerUpload.from_files(x.drop_dir, x.upload_token_file)
 
 
-def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = True) -> Services:
+def start_retention(services: Services) -> RetentionService | None:
+    """Disk budgets, alarms and eviction every retention.interval_s (docs/RETENTION.md)."""
+    from appliance.retention.service import RetentionService
+
+    if not services.config.retention.enabled:
+        return None
+    retention = RetentionService(services.config, services.store, services.status)
+    retention.start()
+    return retention
+
+
+def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = True,
+                  as_service: bool = False) -> Services:
+    """``as_service`` (``appliance run``): hold the store's run lock, drain on SIGTERM, reload on SIGHUP,
+    notify systemd and feed its watchdog (appliance/lifecycle/service.py)."""
     from appliance.inbound.setup import subscriber_from_config
+    from appliance.lifecycle.runlock import RunLock
+    from appliance.lifecycle.service import ServiceRuntime
     from appliance.publish.setup import publisher_from_config
 
     config = load_config(config_path)
     verify_paths(config, str(config_path))
+    run_lock = RunLock(config.storage.path).acquire() if as_service else None
     services = init_services(config)
+    runtime = ServiceRuntime.start(config_path, services) if as_service else None
     # Built first: a bad trusted key file stops the boot before any connection is opened.
     inbound = (subscriber_from_config(config, services.store, services.manifest, services.watchlist, services.status)
                if config.inbound is not None else None)
@@ -200,6 +253,10 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
         inbound.start()
     if services.watcher is not None:
         services.watcher.start()  # `appliance models activate|rollback|shadow` take effect without a restart
+    retention = start_retention(services)
+    from appliance.actuators.setup import start_actuators
+
+    actuators = start_actuators(config, services.store, services.status)  # every barrier driven closed first
     try:
         web = start_web(services, config.web.host, config.web.port) if serve else None
         from appliance.lanes.passenger_run import run_passenger_lane
@@ -207,21 +264,34 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
 
         lanes = [
             threading.Thread(target=run_passenger_lane if lane.kind == "passenger" else run_lane,
-                             args=(lane, services), name=f"lane-{lane.id}", daemon=True)
+                             args=(lane, services),
+                             kwargs={"stop": services.stop} | ({"actuators": actuators[lane.id]}
+                                                              if lane.id in actuators else {}),
+                             name=f"lane-{lane.id}",
+                             daemon=True)
             for lane in config.lanes
         ]
         if services.xray is not None:
-            lanes.append(threading.Thread(target=run_xray, args=(services,), name="xray", daemon=True))
+            lanes.append(threading.Thread(target=run_xray, args=(services, services.stop), name="xray", daemon=True))
         for thread in lanes:
             thread.start()
+        if runtime is not None:
+            runtime.ready()  # READY=1 and the watchdog (systemd)
         for thread in lanes:
-            thread.join()
+            while thread.is_alive():
+                thread.join(0.5)  # wakes up for signals (SIGTERM sets services.stop: the lanes drain)
         log.info("all lane sources ended; %s", services.store.counts())
         if web is not None and keep_serving:
             log.info("sources finished; still serving the web UI (Ctrl+C to stop)")
-            while web.is_alive():
-                time.sleep(1.0)
+            while web.is_alive() and not services.stop.is_set():
+                services.stop.wait(1.0)
     finally:
+        for lane_actuators in actuators.values():
+            lane_actuators.stop()
+        if runtime is not None:
+            runtime.close()
+        if retention is not None:
+            retention.stop()
         if services.watcher is not None:
             services.watcher.stop()
         if services.faces is not None:
@@ -230,6 +300,8 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
             inbound.stop()
         if publisher is not None:
             publisher.stop()
+        if run_lock is not None:
+            run_lock.release()
     return services
 
 

@@ -41,7 +41,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from appliance.app import run_appliance
 
-    run_appliance(Path(args.config), serve=not args.no_web, keep_serving=not args.exit_when_done)
+    run_appliance(Path(args.config), serve=not args.no_web, keep_serving=not args.exit_when_done, as_service=True)
     return 0
 
 
@@ -143,6 +143,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         print(format_models_bench(bench_models(runs=args.runs)))
         return 0
+    if args.what == "lane" and args.actuators:
+        from appliance.bench.actuators import bench_actuators, format_actuator_bench
+
+        print(format_actuator_bench(bench_actuators(trials=args.trials)))
+        return 0
     from appliance.bench.lane import bench_lane
 
     if args.what != "lane":
@@ -221,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="speed and memory benchmarks")
     p.add_argument("what", choices=["lane", "models", "outbox", "passenger", "ui", "xray"])
     p.add_argument("--seconds", type=float, default=20.0, help="lane: length of the simulated video")
+    p.add_argument("--actuators", action="store_true",
+                   help="lane: verdict -> barrier command and IGV arrival -> release latency (real Modbus + MQTT)")
+    p.add_argument("--trials", type=int, default=30, help="lane --actuators: trucks and IGVs per controller")
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--height", type=int, default=1080)
     p.add_argument("--crossings", type=int, default=None,
@@ -258,7 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_xray_sim_parsers(sub)
     from appliance.xray.calibrate_cli import add_parsers as add_calibrate_parsers  # calibrate xray (camera: issue 8)
 
-    add_calibrate_parsers(sub)
+    calibrate_sub = add_calibrate_parsers(sub)
+    from appliance.calibrate.cli import add_camera_parsers  # calibrate camera|lane
+
+    add_camera_parsers(calibrate_sub)
+    from appliance.retention.cli import add_parsers as add_retention_parsers  # retention hold|release|status|run
+
+    add_retention_parsers(sub)
+    from appliance.bench.soak import add_parsers as add_soak_parsers  # soak --minutes N
+
+    add_soak_parsers(sub)
+    from appliance.lifecycle.store_cli import add_parsers as add_store_parsers  # store backup|restore
+
+    add_store_parsers(sub)
     from appliance.users_cli import add_parsers as add_users_parsers  # users create-admin|list, audit verify
 
     add_users_parsers(sub)

@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from appliance.actuators.config import LaneActuatorsConfig  # the lane's actuators: section
 from appliance.errors import ConfigError
 
 
@@ -56,6 +57,23 @@ class _SourceBase(Strict):
         "plate, container doors, seal), side (container side), kiosk (declaration documents; in a "
         "passenger lane the document scanner), seal (seal close-up), face (a passenger lane's face camera)."
     )
+    roi: tuple[int, int, int, int] | None = Field(
+        default=None, description="Lane region of interest on this camera's frames: x, y, width, height in pixels "
+        "(checked by `appliance calibrate lane`, docs/CALIBRATION_CAMERA.md); null: the whole frame.",
+    )
+    plate_height_px: tuple[float, float] | None = Field(
+        default=None, description="Expected height of a licence plate on this camera's frames, [min, max] pixels "
+        "(checked by `appliance calibrate lane`); null: not set.",
+    )
+
+    @model_validator(mode="after")
+    def _calibration_fields(self) -> _SourceBase:
+        if self.roi is not None and (self.roi[0] < 0 or self.roi[1] < 0 or self.roi[2] <= 0 or self.roi[3] <= 0):
+            raise ValueError(f"roi must be x >= 0, y >= 0, width > 0, height > 0; got {list(self.roi)}")
+        if self.plate_height_px is not None and not 0 < self.plate_height_px[0] <= self.plate_height_px[1]:
+            raise ValueError("plate_height_px must be [min, max] with 0 < min <= max; "
+                             f"got {list(self.plate_height_px)}")
+        return self
 
 
 class VideoFileSourceConfig(_SourceBase):
@@ -111,6 +129,9 @@ class LaneConfig(Strict):
     kind: Literal["cargo", "passenger"] = Field(default="cargo", description="Kind of lane.")
     sources: list[SourceConfig] = Field(min_length=1, description="Cameras and scanners of this lane.")
     assembly: AssemblyConfig = Field(default_factory=AssemblyConfig)
+    actuators: LaneActuatorsConfig | None = Field(
+        default=None, description="Barrier, signal lights, message board, IGV fleet link and loop detectors of the "
+        "lane (docs/ACTUATORS.md); absent: the lane drives nothing.")
 
     @model_validator(mode="after")
     def _unique_sources(self) -> LaneConfig:
@@ -312,6 +333,48 @@ class StorageConfig(Strict):
     evidence_dir: Path = Field(default=Path("var/evidence"), description="Evidence crops, named by sha256.")
 
 
+Budget = Annotated[ByteSize, Field(gt=0)]
+
+
+class RetentionBudgets(Strict):
+    evidence: Budget | None = Field(
+        default=None, description="Crossing evidence images (plate/container/seal crops) under storage.evidence_dir, "
+        "in bytes or with a unit ('20GB', '500MiB'); null: no budget, usage is reported only.",
+    )
+    xray: Budget | None = Field(
+        default=None, description="X-ray evidence images (scan heat maps) under storage.evidence_dir; null: no budget.",
+    )
+    faces: Budget | None = Field(
+        default=None, description="Sealed face crops in the face store (faces.store_path); enrolled templates are "
+        "never evicted (they expire by their TTL); null: no budget.",
+    )
+
+
+class RetentionConfig(Strict):
+    enabled: bool = Field(default=True, description="Run the retention thread (usage, alarms, eviction).")
+    interval_s: float = Field(default=60, ge=1, le=86400, description="Seconds between two retention passes.")
+    budgets: RetentionBudgets = Field(default_factory=RetentionBudgets, description="Disk budget per data class.")
+    alarm_fraction: float = Field(
+        default=0.9, gt=0, lt=1, description="Alarm (WARNING, /status, outbox event) when a class uses this share "
+        "of its budget, before the budget is reached.",
+    )
+    target_fraction: float = Field(
+        default=0.8, gt=0, lt=1, description="A class over its budget is evicted (oldest first, never held "
+        "evidence) down to this share of its budget.",
+    )
+    orphan_grace_s: float = Field(
+        default=3600, ge=60, description="Evidence no stored crossing names yet (its crossing is still open) is "
+        "kept at least this long.",
+    )
+
+    @model_validator(mode="after")
+    def _target_below_alarm(self) -> RetentionConfig:
+        if self.target_fraction > self.alarm_fraction:
+            raise ValueError(f"target_fraction ({self.target_fraction}) must not be above alarm_fraction "
+                             f"({self.alarm_fraction}): eviction would stop while the class is still in alarm")
+        return self
+
+
 class WebConfig(Strict):
     host: str = Field(default="127.0.0.1", description="Address the web UI listens on.")
     port: int = Field(default=8080, ge=1, le=65535, description="Port of the web UI.")
@@ -508,6 +571,26 @@ class InboundConfig(Strict):
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive interval.")
 
 
+class HealthConfig(Strict):
+    lane_stall_s: float = Field(
+        default=60.0, gt=0,
+        description="A lane whose loop got no frame through its pipeline for this long is stalled: the systemd "
+        "watchdog pings stop (the service is restarted) and /readyz fails. Must exceed the longest normal gap "
+        "between two frames of a lane.",
+    )
+    max_outbox_backlog: int = Field(
+        default=10000, ge=1, description="/readyz fails when a sink has more undelivered events than this."
+    )
+    min_free_disk_mb: float = Field(
+        default=500.0, ge=0, description="/readyz fails when the store's file system has less free space (MB)."
+    )
+    metrics_token_file: Path | None = Field(
+        default=None,
+        description="File holding a bearer token that GET /metrics must present (Prometheus: authorization."
+        "credentials_file); absent: /metrics answers whoever reaches the web port (127.0.0.1 by default).",
+    )
+
+
 class AppConfig(Strict):
     site: SiteConfig
     lanes: list[LaneConfig] = Field(min_length=1)
@@ -515,6 +598,8 @@ class AppConfig(Strict):
     verdicts: VerdictConfig = Field(default_factory=VerdictConfig)
     manifest: ManifestConfig = Field(default_factory=ManifestConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig, description="Disk budgets, legal holds "
+                                       "and eviction of evidence (docs/RETENTION.md).")
     web: WebConfig = Field(default_factory=WebConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
@@ -522,6 +607,9 @@ class AppConfig(Strict):
     xray: XrayConfig | None = Field(default=None, description="The lane's X-ray scanner; absent: none.")
     inbound: InboundConfig | None = Field(
         default=None, description="Subscription to central's manifests and watchlists; absent: none."
+    )
+    health: HealthConfig = Field(
+        default_factory=HealthConfig, description="Readiness (/readyz), watchdog and /metrics settings."
     )
 
     @model_validator(mode="after")
@@ -580,6 +668,7 @@ def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
         data["xray"]["calibration_dir"] = fix(data["xray"]["calibration_dir"])
         data["xray"]["upload_token_file"] = fix(data["xray"]["upload_token_file"])
     data["models"]["trusted_keys"] = [fix(k) for k in data["models"]["trusted_keys"]]
+    data["health"]["metrics_token_file"] = fix(data["health"]["metrics_token_file"])
     data["publish"]["signing_key"] = fix(data["publish"]["signing_key"])
     for sink in data["publish"]["sinks"]:
         for key in ("password_file", "hmac_key_file"):
@@ -625,7 +714,7 @@ def parse_config(text: str, where: str = "<config>", base: Path | None = None) -
     return _resolve_paths(cfg, base) if base is not None else cfg
 
 
-_UNION_TAGS = {"video_file", "stream", "usb", "folder", "mqtt", "http"}
+_UNION_TAGS = {"video_file", "stream", "usb", "folder", "mqtt", "http", "modbus", "gpio"}  # modbus, gpio: actuators
 
 
 def load_config(path: Path) -> AppConfig:

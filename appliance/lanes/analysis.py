@@ -31,7 +31,7 @@ from appliance.inference.slots import ModelSlots
 from appliance.ingest.frames import Frame
 from appliance.lanes.assembly import Settled
 from appliance.reads import BBox, ContainerRead, FleetIdRead, Observation, PlateRead, Read, SealRead, TextLine
-from appliance.store.db import Store
+from appliance.store.db import EvidenceWriteError, Store
 
 if TYPE_CHECKING:
     from appliance.inference.registry import ModelRegistry
@@ -239,7 +239,10 @@ class FrameAnalyzer:
             if self.store is not None:
                 data = crop_jpeg(frame.image, getattr(read, "bbox", None))
                 if data is not None:
-                    sha = self.store.put_evidence(data)
+                    try:
+                        sha = self.store.put_evidence(data)
+                    except EvidenceWriteError as exc:  # disk full: keep the read (and the verdict), lose the image
+                        log.warning("lane evidence not stored: %s", exc)
             observations.append(Observation(frame.source_id, frame.ts, read, sha, models=models))
         return observations
 

@@ -77,6 +77,7 @@ class SourceHealth:
             "fps": 0.0 if ended else round(self.fps(mono), 2),
             "frames_read": self.frames_read,
             "frames_dropped": dropped,
+            "dropped_by_reason": {k: int(status[k]) for k in DROP_KEYS if status.get(k)},  # for /metrics
             "last_frame_ts": self.last_frame_ts,
             "last_frame_at": self.last_frame_at,
             "error": status.get("error") or status.get("last_error"),

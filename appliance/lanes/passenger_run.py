@@ -27,6 +27,7 @@ from appliance.faces.templates import TemplateStore
 from appliance.faces.watchlist import FaceWatchlistIndex
 from appliance.inference.session import OnnxModel
 from appliance.lanes.passenger import PassageResult, PassengerLane
+from appliance.lifecycle import faults
 
 if TYPE_CHECKING:
     from appliance.app import Services
@@ -140,16 +141,20 @@ def run_passenger_lane(
     sources = open_lane_sources(lane)
     lane_status["state"] = "running"
     health = LaneHealth(lane.id, sources, lane_status, services.thumbnails)
+    services.heartbeats.beat(lane.id)  # the systemd watchdog follows each lane's progress
     try:
         for frame in merge_by_time(sources):
             if stop is not None and stop.is_set():
                 break
+            faults.maybe_hang(lane.id)  # test-only fault injection (GATE_TEST_HANG_FILE); a no-op on a box
             passenger.feed(frame)
+            services.heartbeats.beat(lane.id)
             lane_status["last_frame_ts"] = frame.ts
             health.on_frame(frame)
             faces.purge_if_due()
     finally:
         passenger.finish()
+        services.heartbeats.done(lane.id)
         for source in sources:
             source.close()
         health.finish()

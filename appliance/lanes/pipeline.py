@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from appliance.analyzers.line_memory import LineMemory, MemoryLink
 from appliance.config import LaneConfig, VerdictConfig
@@ -29,6 +30,10 @@ from appliance.store.db import Store
 from appliance.verdicts.manifest import ManifestIndex
 from appliance.verdicts.rules import Verdict, decide
 from appliance.verdicts.watchlist import WatchlistIndex
+
+if TYPE_CHECKING:
+    from appliance.actuators.join import IgvJoin
+    from appliance.lifecycle.stage_latency import StageLatency
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +61,12 @@ class LanePipeline:
         workers: int = 1,
         on_crossing: Callable[[Crossing, Verdict], None] | None = None,
         watchlist: WatchlistIndex | None = None,
+        stages: StageLatency | None = None,  # per-stage latency histograms for /metrics
+        join: IgvJoin | None = None,  # IGV lanes: fleet arrival telemetry joins the crossing (appliance/actuators)
     ):
+        self.join = join
         self.lane = lane
+        self.stages = stages
         self.watchlist = watchlist
         self.roles = {s.id: s.role for s in lane.sources}
         cameras = [s.id for s in lane.sources if s.role in CAMERA_ROLES]
@@ -106,7 +115,10 @@ class LanePipeline:
         finally:
             if memory is not None:
                 memory.abandon()  # the camera's next frame must never wait on a failed one
-            self.times.analysis_s += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.times.analysis_s += elapsed
+            if self.stages is not None:
+                self.stages.observe(self.lane.id, "analysis", elapsed)
 
     def feed(self, frame: Frame, moving: bool, motion_box: MotionBox | None = None) -> list[tuple[Crossing, Verdict]]:
         """Give the lane one frame (in time order), the motion gate's answer for it and the box
@@ -146,10 +158,26 @@ class LanePipeline:
                 self.assembler.add(role, obs)
         return [self._finish(c) for c in closed]
 
+    @property
+    def in_flight(self) -> int:
+        """Frames waiting for their analysis to be retired (the lane's analysis queue depth)."""
+        return len(self._in_flight)
+
     def _finish(self, crossing: Crossing) -> tuple[Crossing, Verdict]:
+        started = time.perf_counter()
+        joined = self.join.join(crossing) if self.join is not None else None
+        if joined is not None:
+            crossing = joined.crossing
         verdict = decide(crossing, self.manifest, self.verdicts, self.watchlist)
+        if joined is not None:
+            verdict = joined.adjust(verdict)
+        decided = time.perf_counter()
         if self.store is not None:
             self.store.save_crossing(crossing, verdict)
+        if self.stages is not None:
+            self.stages.observe(self.lane.id, "verdict", decided - started)
+            if self.store is not None:
+                self.stages.observe(self.lane.id, "store", time.perf_counter() - decided)
         self.times.crossings += 1
         log.info("lane %s: crossing %s closed: %s", self.lane.id, crossing.id, verdict.decision)
         if self.on_crossing is not None:

@@ -635,6 +635,63 @@ def _render_tip(grid: Grid, spec: ScanSpec, lay: SceneLayout, a: AnomalySpec, rn
     return _Tip(a.kind, layer, info)
 
 
+# Where TIP may put a threat: it must stay visible. A projected object over pixels the load already
+# starves (attenuation already past the scanner's penetration limit) shows as nothing a detector or
+# an officer could see; real TIP libraries place threats where the image can show them. So a dense block
+# or weapon whose site leaves less than VISIBLE_SHARE of its pixels penetrable is moved to another
+# unit position (another stack, another point in it), up to PLACEMENT_TRIES times; the truth records
+# the share reached and the tries (``visible_share``, ``placement_tries``).
+VISIBLE_SHARE = 0.6
+PLACEMENT_TRIES = 12
+VISIBLE_MARGIN = 0.1  # attenuation the object must still be able to add before the detector starves
+MOVABLE_KINDS = ("dense_block", "weapon")
+
+
+def penetration_limit(scanner: ScannerModel, snr: float = 5.0) -> float:
+    """The high-energy attenuation at which the transmitted signal is ``snr`` times its own noise."""
+    cpp, rn = float(scanner.counts_per_photon), float(scanner.read_noise)
+    # s / sqrt(cpp * s + rn^2) = snr  ->  s^2 - snr^2 cpp s - snr^2 rn^2 = 0
+    s = (snr**2 * cpp + math.sqrt(snr**4 * cpp**2 + 4 * snr**2 * rn**2)) / 2
+    full = float(np.median(scanner.air_high - scanner.dark_high))
+    return math.log(max(full, s + 1) / s)
+
+
+def _visible_share(base: Layer, tip: Layer, limit: float) -> float:
+    window = (slice(tip.r0 - base.r0, tip.r0 - base.r0 + tip.rows), slice(tip.c0 - base.c0, tip.c0 - base.c0 + tip.cols))
+    added = tip.high
+    mask = added > 1e-4
+    if not mask.any():
+        return 0.0
+    under = base.high[window][: added.shape[0], : added.shape[1]]
+    # Visible where the scene behind it is penetrable: there the object changes what the detector reads
+    # (even an object opaque by itself shows, as a black shape in a load the beam goes through).
+    return float((under[mask] <= limit - VISIBLE_MARGIN).mean())
+
+
+def _place_visible(grid: Grid, spec: ScanSpec, lay: SceneLayout, a: AnomalySpec, base: Layer, limit: float,
+                   seed: int, index: int) -> _Tip:
+    """Render anomaly ``a``; a dense block or weapon is moved until enough of it stays visible."""
+    tip = _render_tip(grid, spec, lay, a, _rng(seed, "tip", index))
+    if a.kind not in MOVABLE_KINDS:
+        return tip
+    share = _visible_share(base, tip.layer, limit)
+    best, best_share, tries = tip, share, 1
+    moves = _rng(seed, "tip", 1000 + index)
+    stacks = [s.index for s in lay.stacks if s.container < len(lay.containers)]
+    while best_share < VISIBLE_SHARE and tries < PLACEMENT_TRIES:
+        p = dict(a.params)
+        if stacks:
+            p["stack"] = int(stacks[int(moves.integers(len(stacks)))])
+        p["u"], p["v"] = float(moves.uniform(0.1, 0.9)), float(moves.uniform(0.1, 0.9))
+        tries += 1
+        candidate = _render_tip(grid, spec, lay, AnomalySpec(a.kind, p), _rng(seed, "tip", index))
+        share = _visible_share(base, candidate.layer, limit)
+        if share > best_share:
+            best, best_share = candidate, share
+    best.info.update(visible_share=round(best_share, 3), placement_tries=tries)
+    return best
+
+
 # ---------------------------------------------------------------------------------------------
 # Scanner
 # ---------------------------------------------------------------------------------------------
@@ -809,9 +866,11 @@ def render_scan(spec: ScanSpec, seed: int, scale: float = 1.0, *, scanner: Scann
         render_stacks(load_layer, spec.load.goods, spec.load.variant, load_stacks, spec.load.params,
                       _rng(seed, "load"))
         _paste(base, load_layer)
-    tips = [_render_tip(grid, spec, lay, a, _rng(seed, "tip", i)) for i, a in enumerate(spec.anomalies)]
-    for t in tips:
-        _paste(base, t.layer)
+    tips = []
+    for i, a in enumerate(spec.anomalies):
+        tip = _place_visible(grid, spec, lay, a, base, penetration_limit(scanner), seed, i)
+        _paste(base, tip.layer)
+        tips.append(tip)
     warp = _Warp(grid.cols, _rng(seed, "speed"))
     att_h = np.maximum(warp.apply(base.high), 0)
     att_l = np.maximum(warp.apply(base.low), 0)

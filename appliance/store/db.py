@@ -314,7 +314,63 @@ MIGRATIONS: list[str] = [
     CREATE INDEX xray_results_by_crossing ON xray_results (crossing_id);
     CREATE INDEX xray_results_by_time ON xray_results (scanned_at);
     """,
+    # retention (appliance/retention): evidence files evicted under a disk budget keep their rows and say when;
+    # a crossing says when its evidence went; legal holds an admin sets and releases keep a crossing's (or a
+    # passage's) evidence whatever the budget; indexes for "who still needs this file"
+    """
+    ALTER TABLE evidence ADD COLUMN evicted_at REAL;
+    ALTER TABLE crossings ADD COLUMN evidence_evicted_at REAL;
+    CREATE INDEX evidence_live_by_age ON evidence (created_at, sha256) WHERE evicted_at IS NULL;
+    CREATE INDEX observations_by_evidence ON observations (evidence_sha256);
+    CREATE INDEX xray_results_by_evidence ON xray_results (evidence_sha256);
+    CREATE INDEX decisions_by_evidence ON decisions (evidence_sha256);
+    CREATE INDEX outbox_by_crossing ON outbox (crossing_id);
+    CREATE INDEX outbox_by_time ON outbox (created_at);
+    CREATE TABLE legal_holds (
+        crossing_id TEXT PRIMARY KEY,
+        reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+        actor TEXT NOT NULL,
+        held_at REAL NOT NULL
+    );
+    """,
+    # lane actuators (appliance/actuators/audit.py): every command, acknowledgement, fault and alarm of the barrier,
+    # lights, board and IGV fleet link (append-only), and each lane's cycle state (a state other than idle at
+    # start-up means the box stopped mid-crossing)
+    """
+    CREATE TABLE actuator_log (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        lane_id TEXT NOT NULL,
+        crossing_id TEXT,
+        seq INTEGER NOT NULL,
+        actuator TEXT NOT NULL,
+        record TEXT NOT NULL CHECK (record IN ('command', 'ack', 'fault', 'alarm', 'note')),
+        action TEXT NOT NULL,
+        code TEXT,
+        detail_json TEXT NOT NULL,
+        event_id TEXT NOT NULL UNIQUE
+    );
+    CREATE INDEX actuator_log_by_lane ON actuator_log (lane_id, id);
+    CREATE INDEX actuator_log_by_crossing ON actuator_log (crossing_id, id);
+    CREATE TRIGGER actuator_log_no_update BEFORE UPDATE ON actuator_log
+    BEGIN SELECT RAISE(ABORT, 'actuator_log is append-only'); END;
+    CREATE TRIGGER actuator_log_no_delete BEFORE DELETE ON actuator_log
+    BEGIN SELECT RAISE(ABORT, 'actuator_log is append-only'); END;
+    CREATE TABLE actuator_state (
+        lane_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('idle', 'opening', 'open', 'closing', 'fault')),
+        crossing_id TEXT,
+        fleet_id TEXT,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        last_ended_at REAL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
+
+
+class EvidenceWriteError(StoreError):
+    """An evidence file could not be written (disk full, read-only, ...); the message names the file."""
 
 
 # Builds the outbox event of a crossing's verdict (see appliance.publish.events.VerdictEventBuilder).
@@ -475,19 +531,31 @@ class Store:
         ext = {"image/jpeg": ".jpg", "image/png": ".png"}.get(mime, ".bin")
         rel = Path(digest[:2]) / f"{digest}{ext}"
         target = self.evidence_dir / rel
+        written = False
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(target.suffix + ".tmp")
-            with tmp.open("wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tmp.open("wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                tmp.replace(target)
+            except OSError as exc:  # e.g. ENOSPC: no half file stays, the caller keeps its read without the image
+                tmp.unlink(missing_ok=True)
+                raise EvidenceWriteError(
+                    f"{target}: cannot write a {len(data)}-byte evidence file: {exc.strerror or exc} "
+                    f"(errno {exc.errno}); check the evidence disk and the retention budget (docs/RETENTION.md)"
+                ) from exc
+            written = True
         with self.transaction() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO evidence (sha256, relpath, bytes, mime, created_at) VALUES (?,?,?,?,?)",
                 (digest, str(rel), len(data), mime, time.time()),
             )
+            if written:  # the same image again after retention evicted it: it is back on disk
+                conn.execute("UPDATE evidence SET evicted_at = NULL, created_at = ? WHERE sha256 = ? "
+                             "AND evicted_at IS NOT NULL", (time.time(), digest))
         return digest
 
     def evidence_path(self, sha256: str) -> Path | None:

@@ -32,8 +32,10 @@ from appliance.verdicts.manifest import ManifestIndex
 from appliance.web import localtime
 from appliance.web.admin import admin_router
 from appliance.web.auth import AuthMiddleware, AuthSettings, csrf_field, require_role, wants_json
+from appliance.web.health import OpsView, health_router
 from appliance.web.i18n import LANGUAGES, translations, translator
 from appliance.web.login import login_router
+from appliance.web.metrics import metrics_router
 from appliance.web.models_page import models_router
 from appliance.web.passages import passages_router
 from appliance.web.review import review_router
@@ -73,6 +75,9 @@ class WebServices:
     face_crops: Callable[[str], bytes] | None = None
     # Scanners posting X-ray scans (POST /api/scanner/xray; None: not enabled, xray.upload_token_file).
     scanner_upload: ScannerUpload | None = None
+    # What /readyz and /metrics read (None: the store and the status dict only); /metrics' bearer token (None: open).
+    ops: OpsView | None = None
+    metrics_token: str | None = None
 
 
 def create_app(services: WebServices) -> FastAPI:
@@ -115,6 +120,9 @@ def create_app(services: WebServices) -> FastAPI:
     app.add_middleware(AuthMiddleware, accounts=accounts, forbidden=forbidden)
     app.add_middleware(SecurityHeaders)  # outermost: the login wall's redirects and 403s get the headers too
     app.include_router(login_router(accounts, services.auth, render))
+    ops = services.ops or OpsView(store, services.status)
+    app.include_router(health_router(ops))  # /healthz, /readyz: outside the login wall (auth.MACHINE_PATHS)
+    app.include_router(metrics_router(ops, services.metrics_token))  # /metrics: Prometheus
     app.include_router(admin_router(accounts, render))
     events = services.decision_events or DecisionEventBuilder.like(store.event_builder, services.gate)
     app.include_router(review_router(store, render, events, services.manifest))  # /, /crossings/{id}, decisions

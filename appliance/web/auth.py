@@ -48,6 +48,9 @@ JSON_PREFIXES = ("/api/", "/evidence/", "/status/thumb/")
 # Machines (scanners) that authenticate in the endpoint with a bearer token, never with a cookie: outside the
 # login wall and the CSRF check (which protects cookie-authenticated requests only). See scanner_upload.py.
 MACHINE_PREFIXES = ("/api/scanner/",)
+# Probes and the metrics scraper (systemd, Docker HEALTHCHECK, Prometheus) have no session either; the answers carry
+# no personal data, and /metrics takes a bearer token when health.metrics_token_file is set (web/health.py, metrics.py).
+MACHINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ class AuthMiddleware(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         path = request.url.path
-        if path.startswith(MACHINE_PREFIXES):
+        if path.startswith(MACHINE_PREFIXES) or path in MACHINE_PATHS:
             request.state.session = request.state.user = None  # no cookie session counts here
             return await call_next(request)
         token = request.cookies.get(SESSION_COOKIE)

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from appliance.publish.events import EVENT_NAMESPACE, SPECVERSION, SignsLikeVerdicts, _iso, sign_event
-from appliance.store.db import Store
+from appliance.store.db import EvidenceWriteError, Store
 from appliance.xray.anomaly import AnomalyResult, AnomalyScorer, render_overlay
 from appliance.xray.calibration import attenuation, calibration_for
 from appliance.xray.consistency import ConsistencyScorer
@@ -202,7 +202,11 @@ class XrayProcessor:
         att = attenuation(scan, calibration)
         result = self.scorer.score(att.high, att.low, scan.meta.declared_goods)
         png = heat_overlay_png(att.high, result)
-        evidence = self.store.put_evidence(png, "image/png") if png else None
+        try:
+            evidence = self.store.put_evidence(png, "image/png") if png else None
+        except EvidenceWriteError as exc:  # disk full: the result and its event still go out, without the image
+            log.warning("x-ray evidence not stored: %s", exc)
+            evidence = None
         crossing, match, detail = match_crossing(self.store, scan.meta, self.window_s)
         report = XrayReport(scan.scan_id, scan.meta, result, crossing, match, detail, self.models, evidence,
                             consistency=self._consistency(scan, att.high, att.low, result.containers))
