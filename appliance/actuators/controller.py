@@ -37,6 +37,7 @@ from appliance.verdicts.rules import Verdict
 log = logging.getLogger(__name__)
 
 CONTROLLER = "controller"
+LOOP_RETRY_S = 1.0  # how often an unreachable loop detector is tried again
 
 
 class LaneController:
@@ -374,7 +375,7 @@ class LaneController:
         assert self.loops is not None
         last: dict[str, bool] = {}
         failing = False
-        while not self._stop.wait(self.loops.cfg.poll_s):
+        while not self._stop.wait(max(self.loops.cfg.poll_s, LOOP_RETRY_S) if failing else self.loops.cfg.poll_s):
             try:
                 now = self.loops.poll()
             except ActuatorFault as f:

@@ -24,6 +24,9 @@ class ModbusLink:
     def __init__(self, device: ModbusDevice):
         from pymodbus.client import ModbusTcpClient
 
+        # pymodbus logs every refused connection at ERROR (20 lines a second from a polled loop detector in an
+        # outage); the ActuatorFault it becomes is audited and alarmed by the controller instead.
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         self.device = device
         self.where = f"modbus://{device.host}:{device.port}/{device.unit}"
         # retries=0: a lost request is a fault to the controller, not something to retry behind its back.

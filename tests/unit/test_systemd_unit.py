@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "gate-appliance.service"
-DROP_IN = ROOT / "systemd" / "gate-appliance.service.d" / "passenger.conf"
+DROP_INS = sorted((ROOT / "systemd" / "gate-appliance.service.d").glob("*.conf"))
 APPLIANCE = "/opt/gate-appliance/.venv/bin/appliance"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 
@@ -45,12 +45,21 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     assert _complaints(result) == []  # unknown keys are only warnings: none allowed
 
 
-def test_systemd_analyze_verifies_the_unit_with_the_passenger_drop_in(tmp_path: Path) -> None:
-    extra = "".join(line + "\n" for line in DROP_IN.read_text(encoding="utf-8").splitlines()
+@pytest.mark.parametrize("drop_in", DROP_INS, ids=lambda p: p.name)
+def test_systemd_analyze_verifies_the_unit_with_each_drop_in(tmp_path: Path, drop_in: Path) -> None:
+    extra = "".join(line + "\n" for line in drop_in.read_text(encoding="utf-8").splitlines()
                     if line and not line.startswith(("#", "[")))
     text = UNIT.read_text(encoding="utf-8").replace("[Install]", extra + "\n[Install]")
     result = _verify(tmp_path, text)
     assert result.returncode == 0 and _complaints(result) == [], result.stderr
+
+
+def test_the_secrets_are_in_drop_ins() -> None:
+    """A box without an event-signing key or a face key still starts: each credential is in its own drop-in."""
+    assert "LoadCredential" not in UNIT.read_text(encoding="utf-8")
+    loaded = {line.split("=", 1)[1].split(":", 1)[0] for p in DROP_INS
+              for line in p.read_text(encoding="utf-8").splitlines() if line.startswith("LoadCredential=")}
+    assert {"event-signing-key", "face-key"} <= loaded
 
 
 def test_the_verification_catches_a_typo(tmp_path: Path) -> None:
@@ -82,8 +91,8 @@ def test_the_unit_keeps_watchdog_restart_hardening_and_credentials() -> None:
     assert "@system-service" in s["SystemCallFilter"]
     assert set(s["RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}  # AF_UNIX: sd_notify
     assert "/var/lib/gate-appliance" in s["ReadWritePaths"]
-    assert all(":" in c for c in s["LoadCredential"])
     assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # SIGHUP: config reload (appliance/lifecycle/reload.py)
-    drop_in = configparser.ConfigParser(strict=False)
-    drop_in.read_string(DROP_IN.read_text(encoding="utf-8"))
-    assert drop_in["Service"]["LoadCredential"].startswith("face-key:")
+    for path in DROP_INS:  # each drop-in is a plain [Service] section systemd can read
+        drop_in = configparser.ConfigParser(strict=False)
+        drop_in.read_string(path.read_text(encoding="utf-8"))
+        assert ":" in drop_in["Service"]["LoadCredential"]
