@@ -332,16 +332,27 @@ def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: b
     data["web"] = {"host": "127.0.0.1", "port": port}
     data["storage"] = {"path": str((workdir / "appliance.db").resolve()),
                        "evidence_dir": str((workdir / "evidence").resolve())}
-    demo_path = workdir / "demo.yaml"
-    demo_path.write_text("# Written by `appliance demo`.\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
-                         encoding="utf-8")
-    from appliance.users_cli import create_demo_admin
+    # The cargo lane's barrier, lights and loops (a pymodbus server) and IGV fleet (on a demo broker, when
+    # mosquitto is installed): appliance/sim/lane_devices.py, docs/ACTUATORS.md.
+    from appliance.sim.lane_devices import LaneDevices
 
-    demo_config = load_config(demo_path)
-    create_demo_admin(demo_config)  # demo only: a fresh admin, its random password printed once
-    if passengers > 0:
-        _enrol_demo_passengers(demo_config, workdir / f"passengers-{seed}-{passengers}")
-    return run_appliance(demo_path, serve=True, keep_serving=keep_serving)
+    cargo = data["lanes"][0]
+    devices = LaneDevices.start(workdir, data["site"]["gate"], cargo["id"])
+    try:
+        cargo["actuators"] = devices.actuators_section()
+        demo_path = workdir / "demo.yaml"
+        demo_path.write_text("# Written by `appliance demo`.\n"
+                             + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        from appliance.users_cli import create_demo_admin
+
+        demo_config = load_config(demo_path)
+        create_demo_admin(demo_config)  # demo only: a fresh admin, its random password printed once
+        if passengers > 0:
+            _enrol_demo_passengers(demo_config, workdir / f"passengers-{seed}-{passengers}")
+        devices.feed_arrivals(sim_dir / "truth.json", float(cargo["sources"][0]["start_time"]))
+        return run_appliance(demo_path, serve=True, keep_serving=keep_serving)
+    finally:
+        devices.stop()
 
 
 def _add_demo_passenger_lane(data: dict[str, Any], workdir: Path, passengers: int, seed: int) -> None:

@@ -14,6 +14,13 @@ Rules (docs/ACTUATORS.md):
 Everything happens on one worker thread fed by a queue, so the lane's state is never shared; the
 pipeline's callback only enqueues (``on_crossing``). Every command, acknowledgement, fault and alarm is
 audited and published (appliance/actuators/audit.py).
+
+``status`` (shown by the status page's actuator panel, appliance/web/status_view.py) is a plain dict the
+worker updates and the web thread reads; every value in it is replaced, never changed in place, so a
+reader never sees a half-written list: ``barrier`` (``open``, ``closed``, ``moving`` while a command waits
+for its limit switch, ``unknown`` after a barrier fault or before the first acknowledgement), ``commands``
+(the latest RECENT_COMMANDS commands with their outcome) and ``active_alarms`` (alarms raised since the
+lane last carried out a whole command sequence with every device acknowledging).
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ log = logging.getLogger(__name__)
 
 CONTROLLER = "controller"
 LOOP_RETRY_S = 1.0  # how often an unreachable loop detector is tried again
+RECENT_COMMANDS = 10  # commands kept in ``status["commands"]`` for the status page
+ACTIVE_ALARMS = 20  # most alarms kept in ``status["active_alarms"]``
 
 
 class LaneController:
@@ -49,7 +58,9 @@ class LaneController:
         self.audit = audit
         self.barrier, self.signal, self.board, self.fleet, self.loops = barrier, signal, board, fleet, loops
         self.join = join
-        self.status: dict[str, Any] = {"state": "starting", "alarms": 0, "last_alarm": None}
+        self.status: dict[str, Any] = {"state": "starting", "alarms": 0, "last_alarm": None, "barrier": "unknown",
+                                       "commands": [], "active_alarms": []}
+        self._sequence_started = 0.0  # time.time() the current command sequence began (clears older alarms)
         self._q: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._seq = 0
         self._last_ended: float | None = None
@@ -242,6 +253,7 @@ class LaneController:
             self._fault("barrier_not_closed", cid, {"position": position}, fleet_id=fleet_id)
             return
         self._awaiting.clear()  # the vehicle in front of the barrier is this one now
+        self._sequence_started = time.time()
         try:
             self._cmd(self.barrier, "open", cid, {"why": why},
                       state={"state": "opening", "crossing_id": cid, "fleet_id": fleet_id})
@@ -261,6 +273,7 @@ class LaneController:
         self._pass_deadline = time.monotonic() + self.cfg.pass_timeout_s
 
     def _hold(self, cid: str, fleet_id: str | None, decision: str) -> None:
+        self._sequence_started = time.time()
         try:
             self._cmd(self.barrier, "close", cid, {"why": decision})
             if self.signal is not None:
@@ -269,6 +282,7 @@ class LaneController:
                 self._cmd(self.board, "stop", cid)
             if self.fleet is not None and fleet_id is not None:
                 self._cmd(self.fleet, "hold", cid, {"fleet_id": fleet_id})
+            self._sequence_done()
         except ActuatorFault as f:
             self._fault(f.code, cid, {"message": str(f)}, fleet_id=fleet_id)
         self._awaiting[cid] = (time.monotonic(), fleet_id)
@@ -302,6 +316,7 @@ class LaneController:
         self._open_for = self._open_fleet = None
         self.audit.write("note", CONTROLLER, "cycle_closed", self._seq, cid, why,
                          state={"state": "idle", "crossing_id": None, "fleet_id": None})
+        self._sequence_done()
         self._set_status("idle")
 
     # --- commands, faults, alarms ------------------------------------------------------------------------------
@@ -313,22 +328,46 @@ class LaneController:
         cmd = Command(actuator.name, action, self._seq, str(uuid.uuid4()), cid, dict(args or {}))
         self.audit.write("command", actuator.name, action, cmd.seq, cid, None,
                          {"command_id": cmd.command_id, **cmd.args}, state={"last_seq": cmd.seq, **(state or {})})
+        self._show_command(cmd, "pending")
         started = time.monotonic()
         try:
             ack = actuator.command(cmd)
         except ActuatorFault as f:
             self.audit.write("fault", actuator.name, action, cmd.seq, cid, f.code,
                              {"command_id": cmd.command_id, "message": str(f)[:500]})
+            self._show_command(cmd, "fault", code=f.code)
             raise
+        ack_ms = round((time.monotonic() - started) * 1000, 2)
         self.audit.write("ack", actuator.name, action, cmd.seq, cid, None,
-                         {"command_id": cmd.command_id, "ack_ms": round((time.monotonic() - started) * 1000, 2),
-                          **ack.detail})
+                         {"command_id": cmd.command_id, "ack_ms": ack_ms, **ack.detail})
+        self._show_command(cmd, "ok", ack_ms=ack_ms)
         return ack
+
+    def _show_command(self, cmd: Command, result: str, code: str | None = None, ack_ms: float | None = None) -> None:
+        """The status page's view of a command (``pending`` until acknowledged, then ``ok`` or ``fault``)."""
+        entry = {"seq": cmd.seq, "at": time.time(), "actuator": cmd.actuator, "action": cmd.action,
+                 "crossing_id": cmd.crossing_id, "result": result, "code": code, "ack_ms": ack_ms}
+        commands = [c for c in self.status["commands"] if c["seq"] != cmd.seq] + [entry]
+        self.status["commands"] = commands[-RECENT_COMMANDS:]
+        if cmd.actuator == "barrier":
+            self.status["barrier"] = {"pending": "moving", "fault": "unknown"}.get(
+                result, "open" if cmd.action == "open" else "closed")
+
+    def _show_alarm(self, code: str, cid: str | None) -> None:
+        self.status["alarms"] = int(self.status["alarms"]) + 1
+        self.status["last_alarm"] = code
+        alarm = {"code": code, "at": time.time(), "crossing_id": cid}
+        self.status["active_alarms"] = [*self.status["active_alarms"], alarm][-ACTIVE_ALARMS:]
+
+    def _sequence_done(self) -> None:
+        """Every device acknowledged the whole sequence: alarms raised before it began are no longer active."""
+        kept = [a for a in self.status["active_alarms"] if a["at"] >= self._sequence_started]
+        if len(kept) != len(self.status["active_alarms"]):
+            self.status["active_alarms"] = kept
 
     def _alarm(self, code: str, cid: str | None, detail: dict[str, Any], state: dict[str, Any] | None = None) -> None:
         self.audit.write("alarm", CONTROLLER, "alarm", self._seq, cid, code, detail, state=state)
-        self.status["alarms"] = int(self.status["alarms"]) + 1
-        self.status["last_alarm"] = code
+        self._show_alarm(code, cid)
         log.warning("lane %s: actuator ALARM %s (barrier being driven closed)", self.lane_id, code)
 
     def _fault(self, code: str, cid: str | None, detail: dict[str, Any], fleet_id: str | None = None) -> None:
@@ -350,9 +389,8 @@ class LaneController:
             self._set_status("idle" if why == "startup" else "idle_after_alarm")
         else:
             self.audit.set_state(state="fault")
-            self.status["alarms"] = int(self.status["alarms"]) + 1
-            self.status["last_alarm"] = "close_failed"
             self.audit.write("alarm", CONTROLLER, "alarm", self._seq, cid, "close_failed", {"after": why})
+            self._show_alarm("close_failed", cid)
             log.error("lane %s: the barrier could not be confirmed closed: staff must check it", self.lane_id)
             self._set_status("fault")
 

@@ -23,6 +23,10 @@ from appliance.verdicts.rules import Verdict
 
 log = logging.getLogger(__name__)
 
+# How long a stop (end of the sources, SIGTERM) waits for the barrier cycle in progress; well inside systemd's
+# TimeoutStopSec (systemd/gate-appliance.service).
+DRAIN_S = 15.0
+
 
 @dataclass
 class LaneActuators:
@@ -46,7 +50,13 @@ class LaneActuators:
 
         return on_crossing
 
-    def stop(self) -> None:
+    def stop(self, drain_s: float = DRAIN_S) -> None:
+        """Let the verdicts already queued and the cycle in progress finish (the vehicle through, the barrier
+        closed) for up to ``drain_s``, then stop. A cycle still open after that is left to the next start,
+        which drives the barrier closed and raises ``restart_mid_crossing``."""
+        if not self.controller.wait_idle(drain_s):
+            log.warning("lane %s: actuators stopped with a barrier cycle still open (the next start closes it and "
+                        "raises an alarm)", self.controller.lane_id)
         self.controller.stop()
         if self.mqtt is not None:
             self.mqtt.stop()

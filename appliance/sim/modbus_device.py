@@ -9,7 +9,9 @@ protocol in tests, the benchmark and the demo. Layout (the defaults of appliance
 The barrier moves ``travel_s`` after its command coil changes, then its limit switch reports the new
 position. ``history`` records every command and position change with its time, so a test can check the
 order of events; ``jam()`` stops the barrier moving (its acknowledgement is then lost), ``stop()``
-makes the device unreachable, ``vehicle_passes()`` drives the exit loop.
+makes the device unreachable, ``vehicle_passes()`` drives the exit loop. With ``auto_pass_s`` (the demo
+and the end-to-end test) a vehicle drives through by itself: ``auto_pass_s`` after the barrier reports
+fully open, the exit loop is occupied for ``dwell_s`` and then clear again.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ _SIZE = 16
 @dataclass(frozen=True)
 class DeviceEvent:
     ts: float  # time.monotonic()
-    what: str  # "command:open", "command:close", "position:open", "position:closed", "coil:<n>=<0|1>"
+    what: str  # "command:open", "command:close", "position:open", "position:closed", "coil:<n>=<0|1>",
+    # "loop:exit=<0|1>" (the automatic vehicle of ``auto_pass_s`` only)
 
 
 class _Coils(ModbusSequentialDataBlock):
@@ -53,8 +56,10 @@ class _Coils(ModbusSequentialDataBlock):
 
 
 class SimModbusDevice:
-    def __init__(self, port: int, travel_s: float = 0.1, host: str = "127.0.0.1"):
+    def __init__(self, port: int, travel_s: float = 0.1, host: str = "127.0.0.1", auto_pass_s: float | None = None,
+                 dwell_s: float = 0.3):
         self.host, self.port, self.travel_s = host, port, travel_s
+        self.auto_pass_s, self.dwell_s = auto_pass_s, dwell_s
         self.history: list[DeviceEvent] = []
         self._lock = threading.Lock()
         self._jammed = False
@@ -144,6 +149,16 @@ class SimModbusDevice:
         time.sleep(dwell_s)
         self.set_input(EXIT_INPUT, False)
 
+    def _auto_pass(self) -> None:
+        """The vehicle waiting at the open barrier drives through (``auto_pass_s``), if it is still open."""
+        if self.position != "open":
+            return
+        with self._lock:
+            self.history.append(DeviceEvent(time.monotonic(), "loop:exit=1"))
+        self.vehicle_passes(self.dwell_s)
+        with self._lock:
+            self.history.append(DeviceEvent(time.monotonic(), "loop:exit=0"))
+
     # --- the barrier's mechanics ------------------------------------------------------------------------
 
     def _coil_written(self, coil: int, old: bool, new: bool) -> None:
@@ -158,9 +173,12 @@ class SimModbusDevice:
         with self._lock:
             self._inputs.values[OPEN_INPUT] = False
             self._inputs.values[CLOSED_INPUT] = False
-        timer = threading.Timer(self.travel_s, self._arrive, args=(new,))
+        self._start_timer(self.travel_s, self._arrive, new)
+
+    def _start_timer(self, delay_s: float, fn: Any, *args: Any) -> None:
+        timer = threading.Timer(delay_s, fn, args=args)
         timer.daemon = True
-        self._timers.append(timer)
+        self._timers = [t for t in self._timers if t.is_alive()] + [timer]  # a long demo keeps only live ones
         timer.start()
 
     def _arrive(self, opened: bool) -> None:
@@ -170,3 +188,5 @@ class SimModbusDevice:
             self._inputs.values[OPEN_INPUT] = opened
             self._inputs.values[CLOSED_INPUT] = not opened
             self.history.append(DeviceEvent(time.monotonic(), "position:open" if opened else "position:closed"))
+        if opened and self.auto_pass_s is not None:
+            self._start_timer(self.auto_pass_s, self._auto_pass)

@@ -657,7 +657,8 @@ def penetration_limit(scanner: ScannerModel, snr: float = 5.0) -> float:
 
 
 def _visible_share(base: Layer, tip: Layer, limit: float) -> float:
-    window = (slice(tip.r0 - base.r0, tip.r0 - base.r0 + tip.rows), slice(tip.c0 - base.c0, tip.c0 - base.c0 + tip.cols))
+    r0, c0 = tip.r0 - base.r0, tip.c0 - base.c0
+    window = (slice(r0, r0 + tip.rows), slice(c0, c0 + tip.cols))
     added = tip.high
     mask = added > 1e-4
     if not mask.any():

@@ -366,6 +366,26 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # verdict revisions (appliance/xray/verdict_revision.py): an X-ray alarm raises a crossing's verdict (CLEAR ->
+    # REVIEW, never down) and puts an already decided crossing back into the queue; one row per revision, in the
+    # X-ray result's transaction, with the reasons it added and the inspector decision it reopened
+    """
+    CREATE TABLE verdict_revisions (
+        id INTEGER PRIMARY KEY,
+        crossing_id TEXT NOT NULL REFERENCES crossings (id) ON DELETE CASCADE,
+        revision INTEGER NOT NULL CHECK (revision >= 1),
+        ts REAL NOT NULL,
+        cause TEXT NOT NULL,
+        scan_id TEXT,
+        previous_decision TEXT NOT NULL CHECK (previous_decision IN ('CLEAR', 'REVIEW', 'HOLD')),
+        decision TEXT NOT NULL CHECK (decision IN ('CLEAR', 'REVIEW', 'HOLD')),
+        reasons_json TEXT NOT NULL,
+        reopened_action TEXT,
+        reopened_at REAL,
+        event_id TEXT NOT NULL UNIQUE,
+        UNIQUE (crossing_id, revision)
+    );
+    """,
 ]
 
 

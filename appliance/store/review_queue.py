@@ -19,7 +19,8 @@ from appliance.store.db import Store
 PENDING = "(decision IN ('REVIEW', 'HOLD') AND reviewed_at IS NULL)"
 QUEUE_ORDER = f"{PENDING} DESC, ended_at DESC, id DESC"
 QUEUE_IDS_SQL = f"SELECT id FROM crossings ORDER BY {QUEUE_ORDER} LIMIT ? OFFSET ?"
-COLUMNS = "id, lane_id, started_at, ended_at, decision, declaration, summary_json, reviewed_at, review_action"
+COLUMNS = ("id, lane_id, started_at, ended_at, decision, declaration, summary_json, reviewed_at, review_action, "
+           "reasons_json")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class QueueRow:
     summary: dict[str, Any]
     reviewed_at: float | None
     review_action: str | None
+    reasons: tuple[dict[str, Any], ...] = ()  # the verdict's reasons (an X-ray revision adds its own)
 
     @property
     def pending(self) -> bool:
@@ -42,9 +44,18 @@ class QueueRow:
         return self.decision in ("REVIEW", "HOLD") and self.reviewed_at is None
 
 
+def _reasons(raw: str | None) -> tuple[dict[str, Any], ...]:
+    try:
+        value = json.loads(raw or "[]")
+    except ValueError:
+        return ()
+    return tuple(r for r in value if isinstance(r, dict)) if isinstance(value, list) else ()
+
+
 def queue_row(row: sqlite3.Row) -> QueueRow:
     return QueueRow(row["id"], row["lane_id"], row["started_at"], row["ended_at"], row["decision"],
-                    row["declaration"], json.loads(row["summary_json"]), row["reviewed_at"], row["review_action"])
+                    row["declaration"], json.loads(row["summary_json"]), row["reviewed_at"], row["review_action"],
+                    _reasons(row["reasons_json"]))
 
 
 def rows_by_id(store: Store, ids: Sequence[str]) -> list[QueueRow]:
@@ -80,9 +91,10 @@ def pending_count(store: Store) -> int:
 
 
 def stamp(store: Store) -> str:
-    """Changes whenever a crossing or a decision is added: the queue's scripts poll it."""
-    row = store.query("SELECT (SELECT MAX(rowid) FROM crossings), (SELECT MAX(id) FROM decisions)")[0]
-    return f"{row[0] or 0}.{row[1] or 0}"
+    """Changes whenever a crossing, a decision or a verdict revision (X-ray) is added: the queue's scripts poll it."""
+    row = store.query("SELECT (SELECT MAX(rowid) FROM crossings), (SELECT MAX(id) FROM decisions), "
+                      "(SELECT MAX(id) FROM verdict_revisions)")[0]
+    return f"{row[0] or 0}.{row[1] or 0}.{row[2] or 0}"
 
 
 def neighbours(store: Store, current: QueueRow) -> tuple[str | None, str | None]:

@@ -61,9 +61,10 @@ def cmd_train_xray_anomaly(args: argparse.Namespace) -> int:
     from appliance.inference.store import DEFAULT_ROOT
     from appliance.training.xray_anomaly import train_xray_anomaly
 
-    folder, metrics = train_xray_anomaly(args.head, args.scans_per_class, args.seed, args.name,
+    scans = args.scans_per_class or (60 if args.head == "cnn" else 6)
+    folder, metrics = train_xray_anomaly(args.head, scans, args.seed, args.name or f"sim-{args.head}",
                                          Path(args.root) if args.root else DEFAULT_ROOT,
-                                         Path(args.key) if args.key else None, args.eval_per_class)
+                                         Path(args.key) if args.key else None, args.eval_per_class, args.steps)
     print(f"wrote {folder} ({'signed' if args.key else 'unsigned'})")
     for name, value in metrics.items():
         print(f"  {name}: {value}")
@@ -129,10 +130,15 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
         "model per class, set the alarm threshold on clean validation scans, measure on the held-out simulated "
         "set and write the package as the next version of xray-anomaly/NAME (signed with --key).",
     )
-    p.add_argument("--head", choices=["knn", "gaussian"], default="knn", help="normal model (default: knn)")
-    p.add_argument("--scans-per-class", type=int, default=6, help="normal scans per goods class to fit (default: 6)")
+    p.add_argument("--head", choices=["cnn", "knn", "gaussian"], default="cnn",
+                   help="cnn: a small detector trained on normal scans with generic synthetic anomalies (needs the "
+                   "train extra); knn / gaussian: fixed features and a per-class normal model, no torch "
+                   "(default: cnn; docs/XRAY.md compares them)")
+    p.add_argument("--steps", type=int, default=0, help="cnn: training steps (default: 5000)")
+    p.add_argument("--scans-per-class", type=int, default=None,
+                   help="normal scans per goods class to fit (default: cnn 60, knn/gaussian 6)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
-    p.add_argument("--name", default="sim-knn", help="model name in the store (default: sim-knn)")
+    p.add_argument("--name", default=None, help="model name in the store (default: sim-HEAD, e.g. sim-cnn)")
     p.add_argument("--root", default=None, help="model store folder (default: the project's models/)")
     p.add_argument("--key", help="sign the package with this Ed25519 private key (PEM)")
     p.add_argument("--eval-per-class", type=int, default=4,

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -119,12 +119,11 @@ def scorer_for(model: NormalModel, scale: float, threshold: float) -> Any:
     return AnomalyScorer(lambda feeds: list(session.run(None, feeds)), model.labels, scale, threshold)
 
 
-def write_package(folder: Path, model: NormalModel, threshold: float, report: dict, command: str,
+def write_package(folder: Path, blob: bytes, labels: tuple[str, ...], threshold: float, report: dict, command: str,
                   name: str, version: str, metrics: dict[str, float] | None = None, scale: float = TRAIN_SCALE,
-                  seed: int = 0) -> Path:
+                  training: dict[str, Any] | None = None) -> Path:
     """Write model.onnx and manifest.yaml into ``folder`` (created); returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
-    blob = model.onnx_bytes()
     (folder / "model.onnx").write_bytes(blob)
     manifest = {
         "name": name,
@@ -139,33 +138,46 @@ def write_package(folder: Path, model: NormalModel, threshold: float, report: di
         "outputs": [{"name": "heatmap", "dtype": "float32", "shape": [1, 1, "h", "w"]}],
         "preprocess": {"scale": scale, "input": "attenuation -ln(I') after dark/air calibration"},
         "thresholds": {"alarm": round(threshold, 4)},
-        "labels": list(model.labels),
+        "labels": list(labels),
         "metrics": metrics or {},
         "eval_set": EVAL_SET if metrics else None,
-        "training": {"command": command, "head": model.head, "seed": seed,
-                     "bank_size": int(model.banks.shape[1]) if model.head == "knn" else 0, **report},
+        "training": {"command": command, **(training or {}), **report},
     }
-    header = ("# X-ray anomaly model: fixed patch features + a per-goods-class normal model (appliance/xray/"
-              "anomaly_graph.py).\n# Made by the command under training.command; heat 1.0 = the class's normal "
-              "99th percentile.\n")
+    header = ("# X-ray anomaly model (docs/XRAY.md): heat map per 8 px cell at the model's scale, 1.0 = the goods "
+              "class's\n# normal 99th percentile. Made by the command under training.command.\n")
     write_manifest(folder, manifest, header)
     return folder
 
 
-def train_xray_anomaly(head: Head, scans_per_class: int, seed: int, name: str, root: Path, key: Path | None,
-                       eval_per_class: int) -> tuple[Path, dict[str, float]]:
-    """Fit, measure on the held-out simulated set, write the package as the next version in ``root``, sign it."""
+def train_xray_anomaly(head: str, scans_per_class: int, seed: int, name: str, root: Path, key: Path | None,
+                       eval_per_class: int, steps: int = 0) -> tuple[Path, dict[str, float]]:
+    """Fit (``knn``/``gaussian``) or train (``cnn``, needs torch), measure on the held-out simulated set,
+    write the package as the next version in ``root``, sign it."""
     from appliance.eval.xray_sim import evaluate_sim_xray
 
-    model, threshold, report = fit_from_simulation(head, scans_per_class, seed)
+    command = (f"appliance train xray-anomaly --head {head} --scans-per-class {scans_per_class} --seed {seed} "
+               f"--name {name}")
+    if head == "cnn":
+        from appliance.training.xray_cnn import CnnSettings, fit_cnn_from_simulation, onnx_scorer
+
+        settings = CnnSettings(steps=steps or CnnSettings.steps, seed=seed)
+        command += f" --steps {settings.steps}"
+        blob, labels, threshold, report = fit_cnn_from_simulation(scans_per_class, seed, settings, TRAIN_SCALE)
+        scorer = onnx_scorer(blob, labels, 1.0, threshold)
+        training: dict[str, Any] = {"head": "cnn", "seed": seed}
+    else:
+        model, threshold, report = fit_from_simulation(cast(Head, head), scans_per_class, seed)
+        blob, labels = model.onnx_bytes(), model.labels
+        scorer = scorer_for(model, 1.0, threshold)
+        training = {"head": model.head, "seed": seed,
+                    "bank_size": int(model.banks.shape[1]) if model.head == "knn" else 0}
     metrics: dict[str, float] = {}
     if eval_per_class > 0:
-        result = evaluate_sim_xray(scorer_for(model, 1.0, threshold), per_class=eval_per_class)
+        result = evaluate_sim_xray(scorer, per_class=eval_per_class)
         metrics = {f"sim_auroc_{k}": round(v, 4) for k, v in result.auroc.items()}
         metrics["sim_alarms_per_100_clean"] = round(result.alarms_per_100_clean, 2)
     target, version = next_version(root, "xray-anomaly", name)
-    command = (f"appliance train xray-anomaly --head {head} --scans-per-class {scans_per_class} --seed {seed} "
-               f"--name {name}")
-    folder = write_package(target, model, threshold, report, command, name, version, metrics, seed=seed)
+    folder = write_package(target, blob, labels, threshold, report, command, name, version, metrics,
+                           training=training)
     sign_if_key(folder, key)
     return folder, metrics

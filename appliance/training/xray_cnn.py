@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from appliance.training.xray_synth import add_object, transplant
+from appliance.training.xray_synth import add_object, partition, transplant
 from appliance.xray.anomaly_graph import STRIDE
 
 log = logging.getLogger(__name__)
 
 PATCH = 128  # training patch side, px at the model's scale
-OBJECT_SHARE, TRANSPLANT_SHARE = 0.35, 0.2  # of the training patches (the rest stay normal)
+OBJECT_SHARE, TRANSPLANT_SHARE, PARTITION_SHARE = 0.3, 0.2, 0.12  # of the training patches (the rest stay normal)
 CELL_LABEL_SHARE = 0.15  # a cell is anomalous when this share of its pixels was perturbed
 POS_WEIGHT = 3.0
 OPSET = 17
@@ -115,6 +115,9 @@ class PatchSampler:
                 other = (g + 1 + int(rng.integers(len(self.labels) - 1))) % len(self.labels)
                 src_high, src_low = self._crop(self._scan(self.labels[other]))
                 high, low, mask = transplant(high, low, src_high, src_low, rng)
+            elif roll < OBJECT_SHARE + TRANSPLANT_SHARE + PARTITION_SHARE:
+                src_high, src_low = self._crop(self._scan(self.labels[int(rng.integers(len(self.labels)))]))
+                high, low, mask = partition(high, low, src_high, src_low, rng)
             x[i, 0], x[i, 1], goods[i] = high, low, g
             y[i, 0] = mask.reshape(n, STRIDE, n, STRIDE).mean(axis=(1, 3)) > CELL_LABEL_SHARE
         return x, goods, y
@@ -225,3 +228,49 @@ def export_onnx(net: Any, shift: np.ndarray, spread: np.ndarray) -> bytes:
     torch.onnx.export(serving, example, buffer, input_names=["high", "low", "goods"], output_names=["heatmap"],
                       dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     return buffer.getvalue()
+
+
+def onnx_scorer(blob: bytes, labels: tuple[str, ...], scale: float, threshold: float) -> Any:
+    """An AnomalyScorer on in-memory ONNX bytes (no package yet), one thread like a lane."""
+    import onnxruntime as ort
+
+    from appliance.xray.anomaly import AnomalyScorer
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+    return AnomalyScorer(lambda feeds: list(session.run(None, feeds)), labels, scale, threshold)
+
+
+def fit_cnn_from_simulation(scans_per_class: int, seed: int, settings: CnnSettings, scale: float,
+                            alarms_per_100: float = 2.0) -> tuple[bytes, tuple[str, ...], float, dict[str, Any]]:
+    """(ONNX bytes, labels, alarm threshold, report): train on ``scans_per_class`` normal scans per class,
+    standardise the heat on a third as many held-out ones, set the threshold on as many again."""
+    from appliance.sim.xray import GOODS_CLASSES, random_spec
+    from appliance.training.xray_anomaly import SimScanner
+
+    started = time.perf_counter()
+    labels = tuple(GOODS_CLASSES)
+    scans = render_normal_scans(scans_per_class, seed, scale)
+    log.info("xray cnn: %d normal scans rendered (%.0f s)", len(scans), time.perf_counter() - started)
+    net = train_net(scans, labels, settings)
+    held_n = max(2, scans_per_class // 3)
+    held = render_normal_scans(held_n, seed + 1, scale)
+    shift, spread = standardisation(net, held, labels)
+    blob = export_onnx(net, shift, spread)
+    # The alarm threshold: clean validation scans scored exactly as the appliance scores them.
+    scorer = onnx_scorer(blob, labels, 1.0, float("inf"))
+    sim = SimScanner(scale)
+    rng = np.random.default_rng([seed, 405])
+    clean = []
+    k = 0
+    for goods in labels:
+        for _ in range(held_n):
+            k += 1
+            s = sim.scan(random_spec(rng, goods=goods), (seed + 2) * 100_000 + k)
+            clean.append(scorer.score(s.high, s.low, goods).score)
+    threshold = float(np.percentile(clean, 100 - alarms_per_100)) if clean else 1.5
+    report = {"fit_scans": len(scans), "standardise_scans": len(held), "threshold_scans": len(clean),
+              "steps": settings.steps, "batch": settings.batch, "patch": PATCH,
+              "seconds": round(time.perf_counter() - started, 1)}
+    return blob, labels, max(threshold, 1.0), report

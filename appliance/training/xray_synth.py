@@ -12,7 +12,10 @@ goods), which stays for measuring. Two perturbations:
     like the calibration clips a starved pixel;
 ``transplant``
     a box or ellipse of the patch replaced by the same region of a normal patch of *another* goods
-    class (the load is not what the class looks like there).
+    class (the load is not what the class looks like there);
+``partition``
+    a straight plate (steel, aluminium or wood) across the patch, often with the space on one side of
+    it filled with something else (another load's texture, or a random material).
 
 The label is the perturbed area (pixels where it changed the image).
 """
@@ -57,11 +60,11 @@ def shape_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
         cv2.fillPoly(m, [cv2.boxPoints(rect).astype(np.int32)], 1.0)
     else:  # strokes
         for _ in range(int(rng.integers(1, 4))):
-            pts = [(cx, cy)]
+            path = [(cx, cy)]
             for _ in range(int(rng.integers(1, 4))):
                 a, length = rng.uniform(0, 2 * math.pi), rng.uniform(0.3, 1.2) * size
-                pts.append((pts[-1][0] + length * math.cos(a), pts[-1][1] + length * math.sin(a)))
-            cv2.polylines(m, [np.array(pts, np.int32)], False, 1.0, int(rng.integers(2, 7)))
+                path.append((path[-1][0] + length * math.cos(a), path[-1][1] + length * math.sin(a)))
+            cv2.polylines(m, [np.array(path, np.int32)], False, 1.0, int(rng.integers(2, 7)))
     return m
 
 
@@ -111,3 +114,42 @@ def transplant(high: np.ndarray, low: np.ndarray, src_high: np.ndarray, src_low:
     new_low = (low * (1 - soft) + src_low * soft).astype(np.float32)
     changed = np.abs(cv2.blur(src_high, (9, 9)) - cv2.blur(high, (9, 9))) > 0.05
     return new_high, new_low, ((mask > 0.5) & changed).astype(np.float32)
+
+
+def partition(high: np.ndarray, low: np.ndarray, src_high: np.ndarray, src_low: np.ndarray,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(high, low, label): a plate across the patch, sometimes with a filled space on one side of it."""
+    h, w = high.shape
+    vertical = rng.random() < 0.5
+    n = w if vertical else h
+    pos = int(rng.integers(n // 6, n - n // 6))
+    thick = int(rng.integers(2, 5))
+    depth = int(rng.integers(10, 50))
+    a, b = sorted((pos, pos + (depth if rng.random() < 0.5 else -depth)))
+    a, b = max(a, 0), min(b, n)
+    plate = np.zeros((h, w), np.float32)
+    fill = np.zeros((h, w), np.float32)
+    filled = rng.random() < 0.7
+    if vertical:
+        plate[:, pos:pos + thick] = 1
+        fill[:, a:b] = filled
+    else:
+        plate[pos:pos + thick, :] = 1
+        fill[a:b, :] = filled
+    fill *= 1 - plate
+    material = MATERIALS[("steel", "aluminium", "wood", "steel")[int(rng.integers(4))]]
+    amount = float(rng.uniform(0.4, 3.0))
+    new_high = _attenuate(high, plate * amount, "high", rng)
+    new_low = _attenuate(low, plate * amount * material.ratio, "low", rng)
+    if fill.any():
+        if rng.random() < 0.5:  # another load's texture behind the plate
+            new_high = new_high * (1 - fill) + src_high * fill
+            new_low = new_low * (1 - fill) + src_low * fill
+        else:  # a random material
+            texture = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), float(rng.uniform(1, 4)))
+            texture = (texture - texture.min()) / (float(np.ptp(texture)) + 1e-6)
+            inside = MATERIALS[OBJECT_MATERIALS[int(rng.integers(len(OBJECT_MATERIALS)))]]
+            added = fill * (0.3 + 0.7 * texture) * float(rng.uniform(0.3, 3.0))
+            new_high = _attenuate(new_high, added, "high", rng)
+            new_low = _attenuate(new_low, added * inside.ratio, "low", rng)
+    return new_high.astype(np.float32), new_low.astype(np.float32), np.maximum(plate, fill)

@@ -26,6 +26,7 @@ from appliance.verdicts.manifest import ManifestIndex
 from appliance.web import localtime, review_view, xray
 from appliance.web.auth import InspectorUser, ModelEngineerUser, require_role
 from appliance.web.i18n import LANGUAGES, translator
+from appliance.xray import verdict_revision
 
 Render = Callable[..., HTMLResponse]
 PAGE_SIZE = 50
@@ -50,6 +51,7 @@ def row_view(r: QueueRow, t: dict[str, str]) -> dict[str, Any]:
         "plate": plate,
         "containers": ", ".join(c["value"] for c in s.get("containers", [])),
         "declaration": r.declaration or ", ".join(s.get("declarations", [])),
+        "xray_reasons": review_view.xray_reason_labels(r.reasons, t),  # an X-ray alarm revised the verdict
     }
 
 
@@ -102,6 +104,7 @@ def review_router(store: Store, render: Render, events: DecisionEventBuilder,
         return render(request, "crossing.html", lang, status_code=status_code, c=c, q=q, review=review,
                       history=history, when=review_view.when, prev_id=prev_id, next_id=next_id,
                       xray=xray.scan_views(store, xray_results.for_crossing(store, crossing_id), lang),
+                      reason_labels=review_view.REASON_LABELS, revisions=verdict_revision.revisions(store, crossing_id),
                       started=review_view.when(c.started_at), ended=review_view.when(c.ended_at), **extra)
 
     @router.get("/crossings/{crossing_id}", response_class=HTMLResponse, dependencies=inspector)

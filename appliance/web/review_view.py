@@ -20,10 +20,28 @@ from appliance.store.review_queue import QueueRow
 from appliance.verdicts.manifest import ManifestEntry, ManifestIndex, plate_key
 from appliance.web import localtime
 from appliance.web.crops import Box, box_in_crop, jpeg_size
+from appliance.web.i18n import N_
 
 PLATE_FIELDS = ("tractor_plate", "trailer_plate", "fleet_id")
 KIND_LABEL = {"plate": "plate", "container": "containers", "seal": "seal", "declaration": "declaration",
               "fleet_id": "fleet_id"}
+# Reason codes shown with words (others show as their code): the X-ray alarms that revise a verdict
+# (appliance/xray/verdict_revision.py).
+REASON_LABELS = {
+    "xray_anomaly": N_("reason_xray_anomaly"),
+    "xray_goods_mismatch": N_("reason_xray_goods_mismatch"),
+    "xray_quantity_mismatch": N_("reason_xray_quantity_mismatch"),
+}
+
+
+def xray_reason_labels(reasons: Iterable[dict[str, Any]], t: dict[str, str]) -> list[dict[str, str]]:
+    """The X-ray reasons among a verdict's reasons, with their words (for the queue's rows), once per code."""
+    out: dict[str, dict[str, str]] = {}
+    for r in reasons:
+        code = str(r.get("code", ""))
+        if code in REASON_LABELS and code not in out:
+            out[code] = {"code": code, "label": t[REASON_LABELS[code]]}
+    return list(out.values())
 
 
 def when(ts: float) -> str:

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from appliance.lanes.thumbnails import Thumbnails
 from appliance.store.db import SinkStatus
-from appliance.web import localtime
+from appliance.web import localtime, status_actuators
 from appliance.web.i18n import N_
 
 # Per table: (row key, i18n key of the column heading).
@@ -30,6 +30,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "outbox": [("sink", N_("sink")), ("lane", N_("lane")), ("backlog", N_("backlog")),
                ("oldest", N_("oldest_undelivered")), ("last_ack", N_("last_ack")), ("last_error", N_("last_error"))],
 }
+COLUMNS.update(status_actuators.COLUMNS)  # the lanes' barriers and actuator commands
 
 
 def thumb_url(lane_id: str, source_id: str, thumbnails: Thumbnails | None) -> str:
@@ -96,4 +97,5 @@ def build(status: dict[str, Any], sinks: list[SinkStatus], t: dict[str, str], th
     now = time.time() if now is None else now
     lanes, sources = _lanes(status, t, thumbnails, now)
     return {"lanes": lanes, "sources": sources, "models": _models(status), "outbox": _outbox(sinks, t),
-            "inbound": _inbound(status), "updated": localtime.clock(now), "timezone": localtime.zone().key}
+            "inbound": _inbound(status), "updated": localtime.clock(now), "timezone": localtime.zone().key,
+            **status_actuators.build(status, t)}

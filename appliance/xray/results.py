@@ -34,6 +34,7 @@ from appliance.xray.anomaly import AnomalyResult, AnomalyScorer, render_overlay
 from appliance.xray.calibration import attenuation, calibration_for
 from appliance.xray.consistency import ConsistencyScorer
 from appliance.xray.scan import ScanMeta, XrayScan
+from appliance.xray.verdict_revision import revise_for_xray
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,10 @@ def save_xray_result(store: Store, report: XrayReport, event_builder: XrayEventB
         )
         if cur.rowcount and event is not None:
             store.enqueue_in(conn, event, report.meta.lane_id or "xray", report.crossing_id)
-    if event is not None:
+        # An alarm raises the tied crossing's verdict in this same transaction (appliance/xray/verdict_revision.py).
+        if cur.rowcount:
+            revise_for_xray(conn, store, report, event_builder)
+    if event is not None:  # the result's event, and the revision's when there is one
         store.notify_outbox()
     return report_tdr
 

@@ -38,7 +38,14 @@
     badge.className = "badge " + (["CLEAR", "REVIEW", "HOLD"].includes(c.decision) ? c.decision : "");
     badge.textContent = shown(c.decision_label);
     cell(tr, "").replaceChildren(badge);
-    cell(tr, c.state || " ");
+    const state = cell(tr, c.state || " ");
+    for (const x of c.xray_reasons || []) {  // an X-ray alarm revised the verdict: say which
+      const tag = document.createElement("span");
+      tag.className = "reason-tag xray-reason";
+      tag.dataset.code = String(x.code);
+      tag.textContent = shown(x.label);
+      state.append(" ", tag);
+    }
     cell(tr, c.plate);
     cell(tr, c.containers);
     cell(tr, c.declaration);
