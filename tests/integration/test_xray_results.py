@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.publish.events import decode_event
 from appliance.sim.xray import simulate_xray
@@ -69,7 +70,10 @@ def test_a_scan_is_scored_tied_to_its_crossing_and_published_as_a_tdr(drop: Path
     first = scans[0]
     _crossing(store, "L1-1", first.meta.containers[0], first.meta.scanned_at - 120)
     _crossing(store, "L1-old", first.meta.containers[0], first.meta.scanned_at - 5 * 86400)  # same box, days ago
-    processor = XrayProcessor(store, scorer, root, XrayEventBuilder("VNHNG", "box-1"), models=["xray-anomaly/test@1"])
+    # Signed as a box with an event-signing key signs it: the signature is part of what the schema checks.
+    key = Ed25519PrivateKey.generate()
+    processor = XrayProcessor(store, scorer, root, XrayEventBuilder("VNHNG", "box-1", key),
+                              models=["xray-anomaly/test@1"])
     reports = [processor.process(s) for s in scans]
     assert reports[0].crossing_id == "L1-1" and reports[0].match == "container"
     assert all(r.crossing_id is None and r.match == "none" for r in reports[1:])
@@ -82,6 +86,7 @@ def test_a_scan_is_scored_tied_to_its_crossing_and_published_as_a_tdr(drop: Path
     assert len(events) == 3
     for event in events:
         jsonschema.validate(event, schema)
+        assert isinstance(event["sig"], str) and event["sigalg"] == "ed25519"
     assert events[0]["data"]["crossing_id"] == "L1-1"
     # The same scan dropped again is the same result and no second event.
     processor.process(scans[0])
