@@ -10,7 +10,15 @@ calibrated with the virtual scanner's own dark/air frames like a real scan. Meas
   (score |estimate - declared| / declared), each against the consistent scans,
 * at the model's thresholds: alarms per 100 consistent scans (goods, quantity, either; a scan the
   model cannot judge counts as an alarm) and the share of each mismatch kind flagged,
-* the quantity's median relative error and the share within the tolerance on consistent scans.
+* the quantity's median relative error and the share within the tolerance on consistent scans,
+* per goods class: the quantity tolerance the model applies (its own per class where its manifest
+  has one, else the default), quantity alarms per 100 consistent scans and the share of quantity
+  mismatches flagged.
+
+The quantity check is also measured with the same model at the single declared +-20 % for every
+class (``SINGLE``, the check before per-class tolerances), on the same scans: alarms, mismatches
+flagged and AUROC. The quantity-mismatch AUROC scores a scan by its relative error over the
+declared class's tolerance (with one tolerance for all classes that is the relative error's order).
 
 Baseline (same scans): nearest class centroid of the mean attenuation of the load pixels for the
 class (goods-mismatch score: distance to the declared class's centroid in pooled standard
@@ -28,10 +36,11 @@ import numpy as np
 
 from appliance.eval.report import GroupResult
 from appliance.eval.verification import roc_auc
-from appliance.xray.consistency import DESCRIPTOR_NAMES, ConsistencyScorer
+from appliance.xray.consistency import DEFAULT_TOLERANCE, DESCRIPTOR_NAMES, ConsistencyScorer
 
 HELD_OUT_SEED = 9292
 BASELINE = "centroid+length"
+SINGLE = "single +-20 %"  # the same model, every class's quantity at the declared tolerance
 _ATT = DESCRIPTOR_NAMES.index("att_mean")
 _LENGTH = DESCRIPTOR_NAMES.index("length_m")
 
@@ -57,6 +66,8 @@ class ConsistencyEvalResult:
     ms_per_scan: float  # descriptor + model
     render_s: float
     groups: list[GroupResult] = field(default_factory=list)
+    single: dict[str, float] = field(default_factory=dict)  # the quantity figures at one +-20 % (SINGLE)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)  # goods -> quantity figures (both ways)
 
     def notes(self) -> list[str]:
         b = self.baseline
@@ -66,7 +77,7 @@ class ConsistencyEvalResult:
             f"class accuracy {self.class_accuracy:.3f} (baseline {b['class_accuracy']:.3f}); goods-mismatch AUROC "
             f"{self.goods_auroc:.3f} ({b['goods_auroc']:.3f}); quantity-mismatch AUROC {self.quantity_auroc:.3f} "
             f"({b['quantity_auroc']:.3f})",
-            f"at P(declared) >= {self.goods_threshold:.3f} and +-{100 * self.quantity_tolerance:.0f} %: alarms per "
+            f"at P(declared) >= {self.goods_threshold:.3f} and {self._tolerance_text()}: alarms per "
             f"100 consistent scans {self.alarms_per_100_consistent:.1f} (goods {self.goods_alarms_per_100:.1f}, "
             f"quantity {self.quantity_alarms_per_100:.1f}; baseline {b['alarms_per_100_consistent']:.1f}); flagged: "
             f"goods mismatches {100 * self.goods_mismatches_flagged:.0f} %, quantity mismatches "
@@ -75,6 +86,34 @@ class ConsistencyEvalResult:
             f"{100 * b['quantity_median_error']:.1f} %), within tolerance "
             f"{100 * self.quantity_within_tolerance:.0f} %; a tolerance of "
             f"+-{100 * self.quantity_tolerance_at_2_per_100:.0f} % would give 2 quantity alarms per 100",
+            *self.tolerance_notes(),
+        ]  # fmt: skip
+
+    def _tolerance_text(self) -> str:
+        tolerances = {round(c["tolerance"], 4) for c in self.per_class.values()} | {round(self.quantity_tolerance, 4)}
+        if len(tolerances) == 1:
+            return f"+-{100 * self.quantity_tolerance:.0f} %"
+        return f"the quantity tolerance per class (+-{100 * min(tolerances):.0f}..{100 * max(tolerances):.0f} %)"
+
+    def tolerance_notes(self) -> list[str]:
+        """The quantity check with the model's tolerances vs the single +-20 % on the same scans."""
+        if not self.single:
+            return []
+        s = self.single
+        per = "; ".join(
+            f"{g} +-{100 * c['tolerance']:.0f} %: {c['alarms_per_100']:.1f} ({c['alarms_per_100_single']:.1f}) "
+            f"alarms/100, mismatches flagged {100 * c['mismatches_flagged']:.0f} % "
+            f"({100 * c['mismatches_flagged_single']:.0f} %)"
+            for g, c in self.per_class.items())
+        return [
+            f"quantity tolerance per class vs one +-{100 * DEFAULT_TOLERANCE:.0f} % (same model, same scans): quantity "
+            f"alarms per 100 consistent scans {self.quantity_alarms_per_100:.1f} vs {s['quantity_alarms_per_100']:.1f}"
+            f", either check {self.alarms_per_100_consistent:.1f} vs {s['alarms_per_100_consistent']:.1f}; quantity "
+            f"mismatches flagged {100 * self.quantity_mismatches_flagged:.0f} % vs "
+            f"{100 * s['quantity_mismatches_flagged']:.0f} %; quantity-mismatch AUROC {self.quantity_auroc:.3f} vs "
+            f"{s['quantity_auroc']:.3f}",
+            f"per class, tolerance: quantity alarms per 100 consistent scans (at +-20 %), mismatches flagged "
+            f"(at +-20 %): {per}",
         ]  # fmt: skip
 
 
@@ -143,6 +182,13 @@ def evaluate_consistency(scorer: ConsistencyScorer, per_class: int = 6, seed: in
     b_goods_flag = b_pred_arr != np.array(declared)
     b_qty_flag = b_rel > scorer.quantity_tolerance
     cons_rel = rel[cons]
+    real_arr = np.array(real)
+    tol = np.array([scorer.tolerance_for(d) for d in declared])  # as the scorer applied it
+    q_score = np.minimum(rel / tol, 1e6)  # the quantity check's score: error in units of the class's tolerance
+    # the same quantity check at one +-20 % (a result without a relative error keeps its verdict)
+    single_flag = np.array([not r.quantity_consistent if r.relative_error is None
+                            else r.relative_error > DEFAULT_TOLERANCE for r in results])
+    single_either = goods_flag | single_flag | np.array([not r.decided for r in results])
     baseline = {
         "class_accuracy": float((b_pred_arr == np.array(real)).mean()),
         "goods_auroc": roc_auc(b_goods[goods_mm], b_goods[cons]),
@@ -160,36 +206,59 @@ def evaluate_consistency(scorer: ConsistencyScorer, per_class: int = 6, seed: in
     per_ms = ms / max(total, 1)
     groups = [
         GroupResult("consistent: not flagged", n["consistent"], int((~either[cons]).sum()), 0, per_ms,
-                    baselines={BASELINE: int((~(b_goods_flag | b_qty_flag))[cons].sum())}),
+                    baselines={BASELINE: int((~(b_goods_flag | b_qty_flag))[cons].sum()),
+                               SINGLE: int((~single_either[cons]).sum())}),
         GroupResult("goods mismatch: flagged", n["goods mismatch"], int(goods_flag[goods_mm].sum()), 0, per_ms,
-                    baselines={BASELINE: int(b_goods_flag[goods_mm].sum())}),
+                    baselines={BASELINE: int(b_goods_flag[goods_mm].sum()), SINGLE: int(goods_flag[goods_mm].sum())}),
         GroupResult("quantity mismatch: flagged", n["quantity mismatch"], int(qty_flag[qty_mm].sum()), 0, per_ms,
-                    baselines={BASELINE: int(b_qty_flag[qty_mm].sum())}),
+                    baselines={BASELINE: int(b_qty_flag[qty_mm].sum()), SINGLE: int(single_flag[qty_mm].sum())}),
     ]  # fmt: skip
-    for g in labels:  # the quantity check per class, on consistent scans
-        of = cons & (np.array(real) == g)
-        groups.append(GroupResult(f"quantity within tolerance: {g}", int(of.sum()),
-                                  int((rel[of] <= scorer.quantity_tolerance).sum()), 0, per_ms,
-                                  baselines={BASELINE: int((b_rel[of] <= scorer.quantity_tolerance).sum())}))
+    by_class: dict[str, dict[str, float]] = {}
+    for g in labels:  # the quantity check per class: consistent scans within tolerance, mismatches flagged
+        of = cons & (real_arr == g)
+        mm = qty_mm & (real_arr == g)
+        t = scorer.tolerance_for(g)
+        groups.append(GroupResult(f"quantity within tolerance: {g} (+-{100 * t:.0f} %)", int(of.sum()),
+                                  int((~qty_flag[of]).sum()), 0, per_ms,
+                                  baselines={BASELINE: int((b_rel[of] <= scorer.quantity_tolerance).sum()),
+                                             SINGLE: int((~single_flag[of]).sum())}))
+        groups.append(GroupResult(f"quantity mismatch flagged: {g}", int(mm.sum()), int(qty_flag[mm].sum()), 0,
+                                  per_ms, baselines={BASELINE: int(b_qty_flag[mm].sum()),
+                                                     SINGLE: int(single_flag[mm].sum())}))
+        by_class[g] = {
+            "tolerance": t, "consistent": int(of.sum()), "quantity_mismatch": int(mm.sum()),
+            "alarms_per_100": 100 * float(qty_flag[of].mean()) if of.any() else 0.0,
+            "alarms_per_100_single": 100 * float(single_flag[of].mean()) if of.any() else 0.0,
+            "mismatches_flagged": float(qty_flag[mm].mean()) if mm.any() else 0.0,
+            "mismatches_flagged_single": float(single_flag[mm].mean()) if mm.any() else 0.0,
+        }  # fmt: skip
     for g in labels:
-        of = np.array(real) == g
+        of = real_arr == g
         wrong = int((predicted[of] != g).sum())
         groups.append(GroupResult(f"class {g}", int(of.sum()), int((predicted[of] == g).sum()), wrong, per_ms,
-                                  baselines={BASELINE: int((b_pred_arr[of] == g).sum())},
-                                  baseline_misreads={BASELINE: int((b_pred_arr[of] != g).sum())}))
+                                  baselines={BASELINE: int((b_pred_arr[of] == g).sum()),
+                                             SINGLE: int((predicted[of] == g).sum())},
+                                  baseline_misreads={BASELINE: int((b_pred_arr[of] != g).sum()), SINGLE: wrong}))
+    single = {
+        "quantity_tolerance": DEFAULT_TOLERANCE,
+        "alarms_per_100_consistent": 100 * float(single_either[cons].mean()),
+        "quantity_alarms_per_100": 100 * float(single_flag[cons].mean()),
+        "quantity_mismatches_flagged": float(single_flag[qty_mm].mean()),
+        "quantity_auroc": roc_auc(np.minimum(rel[qty_mm], 1e6), np.minimum(cons_rel, 1e6)),
+    }
     return ConsistencyEvalResult(
         n=n, class_accuracy=accuracy,
         goods_auroc=roc_auc(1 - p_decl[goods_mm], 1 - p_decl[cons]),
-        quantity_auroc=roc_auc(np.minimum(rel[qty_mm], 1e6), np.minimum(cons_rel, 1e6)),
+        quantity_auroc=roc_auc(q_score[qty_mm], q_score[cons]),
         alarms_per_100_consistent=100 * float(either[cons].mean()),
         goods_alarms_per_100=100 * float(goods_flag[cons].mean()),
         quantity_alarms_per_100=100 * float(qty_flag[cons].mean()),
         goods_mismatches_flagged=float(goods_flag[goods_mm].mean()),
         quantity_mismatches_flagged=float(qty_flag[qty_mm].mean()),
         quantity_median_error=float(np.median(cons_rel)),
-        quantity_within_tolerance=float((cons_rel <= scorer.quantity_tolerance).mean()),
+        quantity_within_tolerance=float((~qty_flag[cons]).mean()),
         quantity_tolerance_at_2_per_100=float(np.quantile(np.minimum(cons_rel, 1e6), 0.98)),
         undecided=int(sum(not r.decided for r in results)), baseline=baseline,
         goods_threshold=scorer.goods_threshold, quantity_tolerance=scorer.quantity_tolerance,
-        ms_per_scan=per_ms, render_s=render_s, groups=groups,
+        ms_per_scan=per_ms, render_s=render_s, groups=groups, single=single, per_class=by_class,
     )  # fmt: skip

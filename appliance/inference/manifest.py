@@ -8,6 +8,7 @@ never code: nothing here evaluates it.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,18 @@ class ModelManifest(BaseModel):
             if spec.dtype not in _DTYPES:
                 raise ModelError(f"{where}: tensor {spec.name!r} has unknown dtype {spec.dtype!r}")
 
+    def check_thresholds(self, where: Path) -> None:
+        """Every threshold is a finite number; a per-label key ``<name>.<label>`` (e.g.
+        ``quantity_tolerance.parcels``) names one of ``labels``. Ranges are the task's to check."""
+        for key, value in self.thresholds.items():
+            if not math.isfinite(value):
+                raise ModelError(f"{where}: thresholds.{key} must be a finite number, got {value!r}")
+            _, dot, label = key.partition(".")
+            if dot and label not in self.labels:
+                known = ", ".join(self.labels) if self.labels else "the manifest lists no labels"
+                raise ModelError(f"{where}: thresholds.{key} is a per-label threshold for {label!r}, which is not "
+                                 f"one of labels ({known})")
+
 
 def load_manifest(path: Path) -> ModelManifest:
     """Read and validate one manifest.yaml; every problem names the file."""
@@ -105,4 +118,5 @@ def load_manifest(path: Path) -> ModelManifest:
         )
         raise ModelError(f"{path}: invalid manifest: {problems}") from exc
     manifest.check_dtypes(path)
+    manifest.check_thresholds(path)
     return manifest

@@ -46,12 +46,19 @@ The model (``ConsistencyModel``; ONNX graph from ``build_graph``)
 The scorer (``ConsistencyScorer``) gives per scan: the class probabilities, P(declared), the
 predicted class, the estimated quantity for the declared class, ``goods_consistent`` (P(declared)
 >= the model's ``goods`` threshold, chosen for a false-alarm rate of about 2 per 100 consistent
-scans), ``quantity_consistent`` (|estimate - declared| / declared <= ``quantity_tolerance``) and a
-score 0..1 (0.5 = on a threshold; >= 0.5 only when both checks pass). A scan it cannot judge (no
+scans), ``quantity_consistent`` (|estimate - declared| / declared <= the declared class's quantity
+tolerance) and a score 0..1 (0.5 = on a threshold; >= 0.5 only when both checks pass). A scan it cannot judge (no
 container found, an empty container, an undeclared or unknown class) comes back ``decided=False``
 with the reason, never "consistent"; malformed input (NaN, wrong shapes) raises ``ScanError``.
 Single-energy scans (``low`` None) get a flat ratio (1.0): the model is fitted on dual-energy scans,
 so its class probabilities are then out of their domain (the quantity terms do not use the ratio).
+
+Quantity tolerances (manifest ``thresholds``)
+    ``quantity_tolerance`` is the default (the declared +-20 %); ``quantity_tolerance.<class>``, one
+    per goods class where the training chose one on validation (some classes' counts are noisier:
+    parcels), overrides it for that class. A package without per-class keys (v1) checks every class
+    at the default. ``tolerances_from_thresholds`` refuses a per-class key that names no class of
+    ``labels`` or a value that is not a finite number in (0, ``MAX_TOLERANCE``].
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -480,7 +487,35 @@ def build_graph(model: ConsistencyModel) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 DEFAULT_TOLERANCE = 0.2
+MAX_TOLERANCE = 1.0  # a relative error of 100 % (declared 10, seen 20) can never be "consistent"
+TOLERANCE_KEY = "quantity_tolerance"  # manifest thresholds: the default; "quantity_tolerance.<class>" per class
 EMPTY = "empty"
+
+
+def _check_tolerance(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not 0 < value <= MAX_TOLERANCE:
+        raise ModelError(f"{where} must be a relative error in (0, {MAX_TOLERANCE:g}] (a quantity tolerance, e.g. "
+                         f"0.2 for +-20 %), got {value!r}")
+    return float(value)
+
+
+def tolerances_from_thresholds(thresholds: Mapping[str, float], labels: Sequence[str],
+                               where: str = "manifest") -> tuple[float, dict[str, float]]:
+    """(default tolerance, {class: tolerance}) from a manifest's ``thresholds``: ``quantity_tolerance``
+    (absent: ``DEFAULT_TOLERANCE``) and ``quantity_tolerance.<class>``; raises ModelError naming the key."""
+    default = _check_tolerance(thresholds.get(TOLERANCE_KEY, DEFAULT_TOLERANCE), f"{where}: thresholds.{TOLERANCE_KEY}")
+    per_class: dict[str, float] = {}
+    prefix = TOLERANCE_KEY + "."
+    for key, value in thresholds.items():
+        if not key.startswith(prefix):
+            continue
+        goods = key[len(prefix):]
+        if goods not in labels:
+            raise ModelError(f"{where}: thresholds.{key} names goods class {goods!r}, which is not one of the "
+                             f"model's labels ({', '.join(labels)})")
+        per_class[goods] = _check_tolerance(value, f"{where}: thresholds.{key}")
+    return default, per_class
 
 
 @dataclass
@@ -508,7 +543,7 @@ class ConsistencyResult:
     quantity_consistent: bool
     score: float
     goods_threshold: float
-    quantity_tolerance: float
+    quantity_tolerance: float  # the one applied: the declared class's, else the model's default
     containers: list[Box] = field(default_factory=list)  # scan pixels
     descriptor: Descriptor | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -520,21 +555,38 @@ class ConsistencyResult:
 
 class ConsistencyScorer:
     """``run(feeds) -> [probabilities, quantity]`` (an ONNX session), the class labels, the goods
-    threshold (minimum P(declared)), the quantity tolerance and the model's pixel pitch."""
+    threshold (minimum P(declared)), the quantity tolerance (the default, and per class where given)
+    and the model's pixel pitch."""
 
     def __init__(self, run: Callable[[dict[str, np.ndarray]], list[np.ndarray]], labels: Sequence[str],
                  goods_threshold: float, quantity_tolerance: float = DEFAULT_TOLERANCE,
-                 row_m: float = MODEL_ROW_M, col_m: float = MODEL_COL_M):
+                 row_m: float = MODEL_ROW_M, col_m: float = MODEL_COL_M,
+                 quantity_tolerances: Mapping[str, float] | None = None):
         if not 0.0 <= goods_threshold < 1.0:
             raise ModelError(f"consistency: the goods threshold must be within 0..1, got {goods_threshold}")
-        if not quantity_tolerance > 0:
-            raise ModelError(f"consistency: the quantity tolerance must be positive, got {quantity_tolerance}")
         self.run = run
         self.labels = tuple(labels)
         self.goods_threshold = float(goods_threshold)
-        self.quantity_tolerance = float(quantity_tolerance)
+        self.quantity_tolerance = _check_tolerance(quantity_tolerance, "consistency: the default quantity tolerance")
+        self.quantity_tolerances: dict[str, float] = {}
+        for goods, value in (quantity_tolerances or {}).items():
+            if goods not in self.labels:
+                raise ModelError(f"consistency: a quantity tolerance is given for {goods!r}, which is not one of "
+                                 f"the model's labels ({', '.join(self.labels)})")
+            where = f"consistency: the quantity tolerance of {goods!r}"
+            self.quantity_tolerances[goods] = _check_tolerance(value, where)
         self.row_m = row_m
         self.col_m = col_m
+
+    def tolerance_for(self, goods: str | None) -> float:
+        """The quantity tolerance of a goods class (the default for a class without its own)."""
+        return self.quantity_tolerances.get(goods or "", self.quantity_tolerance)
+
+    def with_tolerances(self, quantity_tolerance: float,
+                        quantity_tolerances: Mapping[str, float] | None = None) -> ConsistencyScorer:
+        """The same model and goods threshold with other quantity tolerances (e.g. the single +-20 %)."""
+        return ConsistencyScorer(self.run, self.labels, self.goods_threshold, quantity_tolerance, self.row_m,
+                                 self.col_m, quantity_tolerances)
 
     @classmethod
     def from_model(cls, model: Any) -> ConsistencyScorer:
@@ -550,20 +602,22 @@ class ConsistencyScorer:
         if version != DESCRIPTOR_VERSION or size != D:
             raise ModelError(f"{manifest.name}: fitted on descriptor v{version} ({size} values); this appliance "
                              f"computes v{DESCRIPTOR_VERSION} ({D} values): refit the model")
-        return cls(model.run, tuple(manifest.labels), float(manifest.thresholds.get("goods", 0.5)),
-                   float(manifest.thresholds.get("quantity_tolerance", DEFAULT_TOLERANCE)),
-                   float(pre.get("row_m", MODEL_ROW_M)), float(pre.get("col_m", MODEL_COL_M)))
+        default, per_class = tolerances_from_thresholds(manifest.thresholds, manifest.labels, manifest.name)
+        return cls(model.run, tuple(manifest.labels), float(manifest.thresholds.get("goods", 0.5)), default,
+                   float(pre.get("row_m", MODEL_ROW_M)), float(pre.get("col_m", MODEL_COL_M)), per_class)
 
     @classmethod
     def from_fitted(cls, model: ConsistencyModel, goods_threshold: float,
-                    quantity_tolerance: float = DEFAULT_TOLERANCE) -> ConsistencyScorer:
+                    quantity_tolerance: float = DEFAULT_TOLERANCE,
+                    quantity_tolerances: Mapping[str, float] | None = None) -> ConsistencyScorer:
         """On an in-memory fitted model (through ONNX Runtime, exactly as a package would run)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         session = ort.InferenceSession(model.onnx_bytes(), options, providers=["CPUExecutionProvider"])
-        return cls(lambda feeds: list(session.run(None, feeds)), model.labels, goods_threshold, quantity_tolerance)
+        return cls(lambda feeds: list(session.run(None, feeds)), model.labels, goods_threshold, quantity_tolerance,
+                   quantity_tolerances=quantity_tolerances)
 
     def describe(self, high: np.ndarray, low: np.ndarray | None, row_m: float, col_m: float,
                  containers: Sequence[Box] | None = None) -> tuple[Descriptor, list[Box]]:
@@ -598,7 +652,7 @@ class ConsistencyScorer:
             }  # fmt: skip
             return ConsistencyResult(decided=decided, reason=reason, declared_goods=declared,
                                      declared_quantity=quantity, goods_threshold=self.goods_threshold,
-                                     quantity_tolerance=self.quantity_tolerance, containers=list(containers),
+                                     quantity_tolerance=self.tolerance_for(declared), containers=list(containers),
                                      descriptor=descriptor, **fields)
 
         declared_empty = declared is not None and declared.lower() == EMPTY
@@ -638,6 +692,7 @@ class ConsistencyScorer:
         if quantity is None or quantity <= 0:
             return result(False, "no declared quantity", score=goods_part, **checked)
         rel = abs(estimate - quantity) / quantity
-        quantity_part = float(np.clip(1 - rel / (2 * self.quantity_tolerance), 0.0, 1.0))
-        return result(True, "", relative_error=rel, quantity_consistent=rel <= self.quantity_tolerance,
+        tolerance = self.tolerance_for(declared)
+        quantity_part = float(np.clip(1 - rel / (2 * tolerance), 0.0, 1.0))
+        return result(True, "", relative_error=rel, quantity_consistent=rel <= tolerance,
                       score=float(np.clip(min(goods_part, quantity_part), 0.0, 1.0)), **checked)
