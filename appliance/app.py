@@ -230,9 +230,10 @@ def start_retention(services: Services) -> RetentionService | None:
 
 
 def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = True,
-                  as_service: bool = False) -> Services:
+                  as_service: bool = False, on_start: Callable[[Services], None] | None = None) -> Services:
     """``as_service`` (``appliance run``): hold the store's run lock, drain on SIGTERM, reload on SIGHUP,
-    notify systemd and feed its watchdog (appliance/lifecycle/service.py)."""
+    notify systemd and feed its watchdog (appliance/lifecycle/service.py). ``on_start``: called once the
+    lane threads run (the demo's X-ray scanner feeds its drop folder from it: appliance/sim/demo_xray.py)."""
     from appliance.inbound.setup import subscriber_from_config
     from appliance.lifecycle.runlock import RunLock
     from appliance.lifecycle.service import ServiceRuntime
@@ -275,6 +276,8 @@ def run_appliance(config_path: Path, serve: bool = True, keep_serving: bool = Tr
             lanes.append(threading.Thread(target=run_xray, args=(services, services.stop), name="xray", daemon=True))
         for thread in lanes:
             thread.start()
+        if on_start is not None:
+            on_start(services)
         if runtime is not None:
             runtime.ready()  # READY=1 and the watchdog (systemd)
         for thread in lanes:
@@ -332,6 +335,10 @@ def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: b
     data["web"] = {"host": "127.0.0.1", "port": port}
     data["storage"] = {"path": str((workdir / "appliance.db").resolve()),
                        "evidence_dir": str((workdir / "evidence").resolve())}
+    # The cargo lane's drive-through X-ray portal: a scan per container truck (appliance/sim/demo_xray.py).
+    from appliance.sim.demo_xray import add_demo_xray
+
+    xray = add_demo_xray(data, workdir, sim_dir, seed, stop_when_done=not keep_serving)
     # The cargo lane's barrier, lights and loops (a pymodbus server) and IGV fleet (on a demo broker, when
     # mosquitto is installed): appliance/sim/lane_devices.py, docs/ACTUATORS.md.
     from appliance.sim.lane_devices import LaneDevices
@@ -350,8 +357,9 @@ def run_demo(workdir: Path, vehicles: int, seed: int, port: int, keep_serving: b
         if passengers > 0:
             _enrol_demo_passengers(demo_config, workdir / f"passengers-{seed}-{passengers}")
         devices.feed_arrivals(sim_dir / "truth.json", float(cargo["sources"][0]["start_time"]))
-        return run_appliance(demo_path, serve=True, keep_serving=keep_serving)
+        return run_appliance(demo_path, serve=True, keep_serving=keep_serving, on_start=xray.start)
     finally:
+        xray.stop()
         devices.stop()
 
 

@@ -474,8 +474,9 @@ def write_package(folder: Path, fit: ConsistencyFit, command: str, name: str = "
     }  # fmt: skip
     header = ("# X-ray manifest consistency: load descriptor -> goods class probabilities and quantity per class\n"
               "# (appliance/xray/consistency.py). Made by the command under training.command; goods threshold = "
-              "minimum P(declared); quantity_tolerance.<class> = that class's quantity tolerance (chosen on\n"
-              "# validation), quantity_tolerance = the default for a class without one.\n")
+              "minimum P(declared).\n"
+              "# quantity_tolerance.<class>: that class's quantity tolerance, chosen on validation; "
+              "quantity_tolerance: the default.\n")
     write_manifest(folder, manifest, header)
     return folder
 

@@ -215,9 +215,11 @@ class XrayProcessor:
         report = XrayReport(scan.scan_id, scan.meta, result, crossing, match, detail, self.models, evidence,
                             consistency=self._consistency(scan, att.high, att.low, result.containers))
         save_xray_result(self.store, report, self.event_builder)
-        log.info("x-ray scan %s: %s (score %.2f, threshold %.2f, %d finding(s)); crossing %s (%s)",
+        # INFO names no container or plate (they stay in the store and the event); the match detail is DEBUG.
+        log.info("x-ray scan %s: %s (score %.2f, threshold %.2f, %d finding(s)); crossing %s (match: %s)",
                  scan.scan_id[:12], "ALARM" if result.alarm else "clear", result.score, result.threshold,
-                 len(result.findings), crossing or "none", detail)
+                 len(result.findings), crossing or "none", match)
+        log.debug("x-ray scan %s match detail: %s", scan.scan_id[:12], detail)
         return report
 
 

@@ -395,7 +395,8 @@ def test_the_committed_v1_package_keeps_the_single_tolerance() -> None:
     """v1 (no per-class keys) is still served, every class at its scalar quantity_tolerance."""
     ref = ModelStore().get("xray-consistency", "sim-consistency", "1")
     assert not any("." in k for k in ref.manifest.thresholds)
-    validated = validate_package(ref.folder, ValidationPolicy(allow_unsigned=True))
+    release_key = ModelStore().root / "keys" / "release-2026.pub.pem"
+    validated = validate_package(ref.folder, ValidationPolicy(trusted_keys=(release_key,)))
     scorer = ConsistencyScorer.from_model(validated.model)
     assert scorer.quantity_tolerances == {} and scorer.quantity_tolerance == 0.2
     assert all(scorer.tolerance_for(g) == 0.2 for g in scorer.labels)
