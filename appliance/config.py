@@ -297,7 +297,7 @@ class XrayConfig(Strict):
         description="Where `appliance calibrate xray` wrote each scanner's calibration (<dir>/<scanner id>/).",
     )
     model: str = Field(
-        default="sim-knn", pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        default="sim-cnn", pattern=r"^[a-z0-9][a-z0-9_.-]*$",
         description="The xray-anomaly model in the model store (models/xray-anomaly/<name>); "
         "`appliance train xray-anomaly` makes one.",
     )

@@ -31,7 +31,7 @@ from appliance.xray.anomaly_graph import STRIDE
 log = logging.getLogger(__name__)
 
 PATCH = 128  # training patch side, px at the model's scale
-OBJECT_SHARE, TRANSPLANT_SHARE, PARTITION_SHARE = 0.3, 0.2, 0.12  # of the training patches (the rest stay normal)
+OBJECT_SHARE, TRANSPLANT_SHARE, PARTITION_SHARE = 0.35, 0.2, 0.12  # of the training patches (the rest stay normal)
 CELL_LABEL_SHARE = 0.15  # a cell is anomalous when this share of its pixels was perturbed
 POS_WEIGHT = 3.0
 OPSET = 17

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from appliance.app import run_appliance
-from appliance.config import load_config
+from appliance.config import XrayConfig, load_config
 from appliance.publish.events import decode_event
 from appliance.sim import simulate
 from appliance.sim.demo_xray import TRUTH_FILE, DemoXray, add_demo_xray, load_demo_scans
@@ -154,6 +154,6 @@ def test_the_demo_config_keeps_the_default_model(lane_dir: Path, tmp_path: Path)
     config = tmp_path / "demo.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     x = load_config(config).xray
-    assert x is not None and x.model == "sim-knn" and x.follow
+    assert x is not None and x.model == XrayConfig.model_fields["model"].default and x.follow
     cal = json.loads((x.calibration_dir / "SIM-XR-DEMO" / "calibration.json").read_text(encoding="utf-8"))
     assert cal["rows"] == json.loads((again.cache_dir / TRUTH_FILE).read_text(encoding="utf-8"))["rows"]
