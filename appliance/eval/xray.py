@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from appliance.errors import ApplianceError
 from appliance.eval.report import EvalReport
 from appliance.xray.anomaly import AnomalyScorer
 
@@ -18,13 +19,15 @@ CONSISTENCY_MODEL = "sim-consistency"  # what `appliance train xray-consistency`
 
 
 def evaluate_xray(folder: Path, per_class: int = 4, fit_scans: int = 6, consistency_fit_scans: int = 10,
-                  consistency_per_class: int = 4) -> EvalReport:
+                  consistency_per_class: int = 4, model: str | None = None) -> EvalReport:
     from appliance.bench.xray import store_scorer
     from appliance.eval.xray_real import evaluate_baggage, evaluate_cargo_scans, patch_scorer
     from appliance.eval.xray_sim import evaluate_sim_xray
     from appliance.training.xray_anomaly import fit_from_simulation, scorer_for
 
-    scorer, source = store_scorer()
+    scorer, source = store_scorer(model) if model else store_scorer()
+    if model and scorer is None:
+        raise ApplianceError(f"xray-anomaly/{model} is not in the model store (`appliance models list` shows what is)")
     sim_scorer: AnomalyScorer
     if scorer is None:
         model, threshold, _ = fit_from_simulation("knn", fit_scans, seed=1)

@@ -61,7 +61,7 @@ def cmd_train_xray_anomaly(args: argparse.Namespace) -> int:
     from appliance.inference.store import DEFAULT_ROOT
     from appliance.training.xray_anomaly import train_xray_anomaly
 
-    scans = args.scans_per_class or (60 if args.head == "cnn" else 6)
+    scans = args.scans_per_class or (100 if args.head == "cnn" else 6)
     folder, metrics = train_xray_anomaly(args.head, scans, args.seed, args.name or f"sim-{args.head}",
                                          Path(args.root) if args.root else DEFAULT_ROOT,
                                          Path(args.key) if args.key else None, args.eval_per_class, args.steps)
@@ -134,9 +134,9 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
                    help="cnn: a small detector trained on normal scans with generic synthetic anomalies (needs the "
                    "train extra); knn / gaussian: fixed features and a per-class normal model, no torch "
                    "(default: cnn; docs/XRAY.md compares them)")
-    p.add_argument("--steps", type=int, default=0, help="cnn: training steps (default: 5000)")
+    p.add_argument("--steps", type=int, default=0, help="cnn: training steps (default: 12000)")
     p.add_argument("--scans-per-class", type=int, default=None,
-                   help="normal scans per goods class to fit (default: cnn 60, knn/gaussian 6)")
+                   help="normal scans per goods class to fit (default: cnn 100, knn/gaussian 6)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     p.add_argument("--name", default=None, help="model name in the store (default: sim-HEAD, e.g. sim-cnn)")
     p.add_argument("--root", default=None, help="model store folder (default: the project's models/)")

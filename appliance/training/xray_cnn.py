@@ -47,7 +47,7 @@ class NormalScan:
 
 @dataclass
 class CnnSettings:
-    steps: int = 2500
+    steps: int = 12000
     batch: int = 32
     lr: float = 3e-3
     threads: int = 2

@@ -62,8 +62,8 @@ def test_eval_xray_reports_sim_types_real_patches_and_container_finding(real_lik
     import appliance.eval.xray as ev
 
     real = ev.evaluate_xray
-    monkeypatch.setattr(ev, "evaluate_xray", lambda folder: real(folder, per_class=1, fit_scans=1,
-                                                                 consistency_fit_scans=3, consistency_per_class=1))
+    monkeypatch.setattr(ev, "evaluate_xray", lambda folder, model=None: real(
+        folder, per_class=1, fit_scans=1, consistency_fit_scans=3, consistency_per_class=1, model=model))
     out = tmp_path / "xray.json"
     assert main(["eval", "xray", "--data", str(real_like), "--json", str(out)]) == 0
     report = json.loads(out.read_text(encoding="utf-8"))
@@ -76,6 +76,14 @@ def test_eval_xray_reports_sim_types_real_patches_and_container_finding(real_lik
     notes = "\n".join(report["notes"])
     assert "alarms per 100 clean scans" in notes and "model: " in notes
     assert "manifest consistency model" in notes
+
+
+def test_eval_xray_names_a_model_missing_from_the_store(real_like: Path) -> None:
+    from appliance.errors import ApplianceError
+    from appliance.eval.xray import evaluate_xray
+
+    with pytest.raises(ApplianceError, match=r"xray-anomaly/no-such-model is not in the model store"):
+        evaluate_xray(real_like, per_class=1, model="no-such-model")
 
 
 def test_eval_xray_label_errors_are_clear(real_like: Path, tmp_path: Path) -> None:
