@@ -30,8 +30,8 @@ def evaluate_xray(folder: Path, per_class: int = 4, fit_scans: int = 6, consiste
         raise ApplianceError(f"xray-anomaly/{model} is not in the model store (`appliance models list` shows what is)")
     sim_scorer: AnomalyScorer
     if scorer is None:
-        model, threshold, _ = fit_from_simulation("knn", fit_scans, seed=1)
-        sim_scorer = scorer_for(model, 1.0, threshold)  # simulated scans are rendered at the model's pitch
+        fitted, threshold, _ = fit_from_simulation("knn", fit_scans, seed=1)
+        sim_scorer = scorer_for(fitted, 1.0, threshold)  # simulated scans are rendered at the model's pitch
         scorer = sim_scorer
         source = f"fitted in this run (knn, {fit_scans} normal scans per class, seed 1)"
     else:
