@@ -4,10 +4,10 @@ scans with generic synthetic anomalies (DRAEM-style), exported to ONNX.
 Why (docs/XRAY.md has the table): fixed patch statistics with a per-class memory bank (``knn``) or
 Gaussian cannot tell a steel block in a pallet of fruit from the container's own corner castings, or a
 pistol from carton edges; a learnt local detector can. It never sees the simulator's threat projection:
-it is shown normal patches of every goods class, half of them spoilt by ``xray_synth`` (random objects
-added by Beer-Lambert, regions of another class's load transplanted), and learns to mark the spoilt
-cells. The goods class enters as a learnt per-class scale and shift of the features (FiLM), so a
-region of another class's goods is abnormal for this class only.
+it is shown normal patches of every goods class, two thirds of them spoilt by ``xray_synth`` (random
+objects added by Beer-Lambert, regions of another class's load transplanted, plates across the patch),
+and learns to mark the spoilt cells. The goods class enters as a learnt per-class scale and shift of the
+features (FiLM), so a region of another class's goods is abnormal for this class only.
 
 The exported graph keeps the model-store contract of the ``xray-anomaly`` task (``anomaly_graph``):
 inputs ``high``, ``low`` [1, 1, H, W] attenuation and ``goods`` [1]; output ``heatmap`` [1, 1, H/8,
