@@ -355,8 +355,8 @@ class RetentionConfig(Strict):
     interval_s: float = Field(default=60, ge=1, le=86400, description="Seconds between two retention passes.")
     budgets: RetentionBudgets = Field(default_factory=RetentionBudgets, description="Disk budget per data class.")
     alarm_fraction: float = Field(
-        default=0.9, gt=0, lt=1, description="Alarm (a WARNING in the log and /api/status) when a class uses this share "
-        "of its budget, before the budget is reached.",
+        default=0.9, gt=0, lt=1, description="Alarm (a WARNING in the log and /api/status) when a class uses this "
+        "share of its budget, before the budget is reached.",
     )
     target_fraction: float = Field(
         default=0.8, gt=0, lt=1, description="A class over its budget is evicted (oldest first, never held "
