@@ -96,7 +96,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         elif args.task == "xray":
             from appliance.eval.xray import evaluate_xray
 
-            report = evaluate_xray(data, model=args.model)
+            report = evaluate_xray(data, model=args.model, consistency_per_class=args.consistency_per_class)
         elif args.task == "faces":
             from appliance.eval.faces import evaluate_faces
 
@@ -221,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", help="sim: text detector from the model store (default: the config's), "
                    "e.g. ppocrv4-det-int8")
     p.add_argument("--detector-side", type=int, help="sim: text detector input size in px (default: the config's)")
+    p.add_argument("--consistency-per-class", type=int, default=4,
+                   help="xray: consistency model, held-out simulated scans per goods class and kind (default: 4)")
     p.add_argument("--model", help="xray: the xray-anomaly model in the store (default: the config's, sim-cnn), "
                    "e.g. sim-knn to compare")
     p.set_defaults(func=cmd_eval)

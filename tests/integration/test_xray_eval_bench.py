@@ -62,7 +62,7 @@ def test_eval_xray_reports_sim_types_real_patches_and_container_finding(real_lik
     import appliance.eval.xray as ev
 
     real = ev.evaluate_xray
-    monkeypatch.setattr(ev, "evaluate_xray", lambda folder, model=None: real(
+    monkeypatch.setattr(ev, "evaluate_xray", lambda folder, model=None, consistency_per_class=1: real(
         folder, per_class=1, fit_scans=1, consistency_fit_scans=3, consistency_per_class=1, model=model))
     out = tmp_path / "xray.json"
     assert main(["eval", "xray", "--data", str(real_like), "--json", str(out)]) == 0
