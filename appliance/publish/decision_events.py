@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.publish.events import SPECVERSION, SignsLikeVerdicts, _iso, sign_event
+from appliance.publish.events import SignsLikeVerdicts, _iso
 
 EVENT_TYPE = "vn.smartgate.inspector.decision.v1"
 DATASCHEMA = "urn:smartgate:schema:inspector-decision-event:v1"
@@ -50,20 +50,9 @@ class DecisionEventBuilder(SignsLikeVerdicts):
     box_id: str = DEFAULT_BOX_ID
 
     def __call__(self, facts: DecisionFacts) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "specversion": SPECVERSION,
-            "id": facts.event_id,
-            "source": f"smartgate/{self.gate}/{facts.lane_id}/{self.box_id}",
-            "type": EVENT_TYPE,
-            "subject": facts.crossing_id,
-            "time": _iso(facts.ts),
-            "datacontenttype": "application/json",
-            "dataschema": DATASCHEMA,
-            "data": decision_data(facts, gate=self.gate, box_id=self.box_id),
-        }
-        if self.signing_key is not None:
-            event = sign_event(event, self.signing_key)
-        return event
+        return self.envelope(event_id=facts.event_id, lane_id=facts.lane_id, event_type=EVENT_TYPE,
+                             subject=facts.crossing_id, ts=facts.ts, dataschema=DATASCHEMA,
+                             data=decision_data(facts, gate=self.gate, box_id=self.box_id))
 
 
 def decision_data(facts: DecisionFacts, *, gate: str, box_id: str) -> dict[str, Any]:

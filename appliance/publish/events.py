@@ -226,6 +226,22 @@ class SignsLikeVerdicts:
     box_id: str = "local"
     signing_key: Ed25519PrivateKey | None = None
 
+    def envelope(self, *, event_id: str, lane_id: str, event_type: str, subject: str, ts: float, dataschema: str,
+                 data: dict[str, Any]) -> dict[str, Any]:
+        """The CloudEvents envelope of this box's events around ``data``, signed when the builder has a key."""
+        event: dict[str, Any] = {
+            "specversion": SPECVERSION,
+            "id": event_id,
+            "source": f"smartgate/{self.gate}/{lane_id}/{self.box_id}",
+            "type": event_type,
+            "subject": subject,
+            "time": _iso(ts),
+            "datacontenttype": "application/json",
+            "dataschema": dataschema,
+            "data": data,
+        }
+        return sign_event(event, self.signing_key) if self.signing_key is not None else event
+
     @classmethod
     def like(cls, verdicts: object, gate: str) -> Self:
         """The builder that signs as ``verdicts`` (a VerdictEventBuilder) does, or an unsigned one for ``gate``

@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from appliance.publish.events import EVENT_NAMESPACE, SPECVERSION, SignsLikeVerdicts, _iso, sign_event
+from appliance.publish.events import EVENT_NAMESPACE, SignsLikeVerdicts, _iso
 from appliance.store.db import EvidenceWriteError, Store
 from appliance.xray.anomaly import AnomalyResult, AnomalyScorer, render_overlay
 from appliance.xray.calibration import attenuation, calibration_for
@@ -122,16 +122,10 @@ def tdr(report: XrayReport) -> dict[str, Any]:
 class XrayEventBuilder(SignsLikeVerdicts):
 
     def __call__(self, report: XrayReport, report_tdr: dict[str, Any]) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "specversion": SPECVERSION,
-            "id": str(uuid.uuid5(EVENT_NAMESPACE, f"{self.gate}/{self.box_id}/{report.scan_id}/xray-result")),
-            "source": f"smartgate/{self.gate}/{report.meta.lane_id or 'xray'}/{self.box_id}",
-            "type": EVENT_TYPE,
-            "subject": report.scan_id,
-            "time": _iso(report.received_at),
-            "datacontenttype": "application/json",
-            "dataschema": DATASCHEMA,
-            "data": {
+        return self.envelope(
+            event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{self.gate}/{self.box_id}/{report.scan_id}/xray-result")),
+            lane_id=report.meta.lane_id or "xray", event_type=EVENT_TYPE, subject=report.scan_id,
+            ts=report.received_at, dataschema=DATASCHEMA, data={
                 "scan_id": report.scan_id,
                 "scanner_id": report.meta.scanner_id,
                 "scanned_at": _iso(report.meta.scanned_at),
@@ -140,9 +134,7 @@ class XrayEventBuilder(SignsLikeVerdicts):
                 "match_detail": report.match_detail,
                 "evidence_sha256": report.evidence_sha256,
                 "tdr": report_tdr,
-            },
-        }
-        return sign_event(event, self.signing_key) if self.signing_key is not None else event
+            })
 
 
 def save_xray_result(store: Store, report: XrayReport, event_builder: XrayEventBuilder | None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from appliance.publish.events import EVENT_NAMESPACE, SPECVERSION, SignsLikeVerdicts, _iso, sign_event
+from appliance.publish.events import EVENT_NAMESPACE, SignsLikeVerdicts, _iso
 from appliance.store import audit
 from appliance.store.db import Store
 from appliance.verdicts.rules import Reason
@@ -129,16 +129,9 @@ class RevisionEventBuilder(SignsLikeVerdicts):
     """Builds (and signs, when a key is given) the event of a verdict revision."""
 
     def __call__(self, rev: Revision) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "specversion": SPECVERSION,
-            "id": rev.event_id,
-            "source": f"smartgate/{self.gate}/{rev.lane_id}/{self.box_id}",
-            "type": EVENT_TYPE,
-            "subject": rev.crossing_id,
-            "time": _iso(rev.ts),
-            "datacontenttype": "application/json",
-            "dataschema": DATASCHEMA,
-            "data": {
+        return self.envelope(
+            event_id=rev.event_id, lane_id=rev.lane_id, event_type=EVENT_TYPE, subject=rev.crossing_id, ts=rev.ts,
+            dataschema=DATASCHEMA, data={
                 "crossing_id": rev.crossing_id,
                 "gate": self.gate,
                 "box_id": self.box_id,
@@ -153,9 +146,7 @@ class RevisionEventBuilder(SignsLikeVerdicts):
                     "action": rev.reopened_action,
                     "reviewed_at": _iso(rev.reopened_at) if rev.reopened_at is not None else None},
                 "revised_at": _iso(rev.ts),
-            },
-        }
-        return sign_event(event, self.signing_key) if self.signing_key is not None else event
+            })
 
 
 def revise_in(conn: sqlite3.Connection, store: Store, crossing_id: str, scan_id: str, reasons: list[Reason],
